@@ -1,0 +1,101 @@
+//! Identifiers and money: the two value types every event shares.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::ValidationError;
+
+/// Longest identifier we accept; long enough for a UUID with a prefix, short enough to key on.
+pub const MAX_ID_LEN: usize = 64;
+
+/// An entity identifier: 1..=64 characters of `[A-Za-z0-9_.:-]`.
+///
+/// Ids are strings, not UUIDs, so that imported catalogs keep their own SKUs and ids while the
+/// write path mints UUIDv7 ids for new entities.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Id(String);
+
+impl Id {
+    pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into();
+        validate_id(&value)?;
+        Ok(Self(value))
+    }
+
+    /// A fresh time-ordered id (UUIDv7), so ids sort roughly by creation time.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn check(&self, field: &'static str) -> Result<(), ValidationError> {
+        validate_id(&self.0).map_err(|e| e.at(field))
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Id {
+    /// Unchecked conversion for literals in code and tests; input from the outside goes
+    /// through [`Id::new`] or event validation.
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+fn validate_id(value: &str) -> Result<(), ValidationError> {
+    if value.is_empty() || value.len() > MAX_ID_LEN {
+        return Err(ValidationError::new(
+            "",
+            format!("must be 1 to {MAX_ID_LEN} characters long"),
+        ));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    {
+        return Err(ValidationError::new(
+            "",
+            "may contain only letters, digits and _ - . :",
+        ));
+    }
+    Ok(())
+}
+
+/// An amount of money in integer minor units (cents) of an ISO 4217 currency.
+/// Never a float: sums of prices must be exact.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct Money {
+    /// Amount in minor units, e.g. 1999 for 19.99.
+    pub amount_minor: i64,
+    /// ISO 4217 code, three upper-case letters.
+    pub currency: String,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: &str) -> Self {
+        Self { amount_minor, currency: currency.to_owned() }
+    }
+
+    pub(crate) fn check_non_negative(&self, field: &'static str) -> Result<(), ValidationError> {
+        if self.amount_minor < 0 {
+            return Err(ValidationError::new(field, "must not be negative"));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ValidationError::new(
+                field,
+                "currency must be a three-letter upper-case ISO 4217 code",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,314 @@
+//! The shopflow event schema: versioned envelope, every event type, its topic and partition
+//! key, and validation. No I/O lives here.
+//!
+//! Wire format (one JSON object per Kafka record):
+//! `{"v":1,"id":"<uuid>","ts":<ms>,"type":"order.placed","data":{...}}`
+
+mod ids;
+mod partition;
+mod topic;
+pub mod types;
+mod validate;
+
+pub use ids::{Id, Money, MAX_ID_LEN};
+pub use partition::partition_for;
+pub use topic::Topic;
+pub use validate::ValidationError;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use types::*;
+
+/// The envelope version this build writes and reads.
+pub const ENVELOPE_VERSION: u16 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// Envelope version.
+    pub v: u16,
+    /// Event id; consumers deduplicate on it.
+    pub id: uuid::Uuid,
+    /// Event time, milliseconds since the Unix epoch.
+    pub ts: i64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Every event type, tagged by its wire name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    #[serde(rename = "product.created")]
+    ProductCreated(ProductCreated),
+    #[serde(rename = "product.updated")]
+    ProductUpdated(ProductUpdated),
+    #[serde(rename = "product.deleted")]
+    ProductDeleted(ProductDeleted),
+    #[serde(rename = "category.upserted")]
+    CategoryUpserted(NamedEntityUpserted),
+    #[serde(rename = "brand.upserted")]
+    BrandUpserted(NamedEntityUpserted),
+    #[serde(rename = "supplier.upserted")]
+    SupplierUpserted(NamedEntityUpserted),
+    #[serde(rename = "review.posted")]
+    ReviewPosted(ReviewPosted),
+
+    #[serde(rename = "warehouse.created")]
+    WarehouseCreated(WarehouseCreated),
+    #[serde(rename = "stock.received")]
+    StockReceived(StockReceived),
+    #[serde(rename = "stock.adjusted")]
+    StockAdjusted(StockAdjusted),
+
+    #[serde(rename = "user.registered")]
+    UserRegistered(UserRegistered),
+    #[serde(rename = "user.profile_updated")]
+    ProfileUpdated(ProfileUpdated),
+    #[serde(rename = "user.address_added")]
+    AddressAdded(AddressAdded),
+    #[serde(rename = "user.session_revoked")]
+    SessionRevoked(SessionRevoked),
+
+    #[serde(rename = "cart.item_added")]
+    CartItemAdded(CartItemChanged),
+    #[serde(rename = "cart.item_removed")]
+    CartItemRemoved(CartItemChanged),
+    #[serde(rename = "cart.cleared")]
+    CartCleared(CartCleared),
+
+    #[serde(rename = "order.placed")]
+    OrderPlaced(OrderPlaced),
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled(OrderCancelled),
+    #[serde(rename = "order.status_changed")]
+    OrderStatusChanged(OrderStatusChanged),
+
+    #[serde(rename = "payment.method_tokenized")]
+    PaymentMethodTokenized(PaymentMethodTokenized),
+    #[serde(rename = "payment.charge_requested")]
+    ChargeRequested(ChargeRequested),
+    #[serde(rename = "payment.charge_succeeded")]
+    ChargeSucceeded(ChargeSucceeded),
+    #[serde(rename = "payment.charge_failed")]
+    ChargeFailed(ChargeFailed),
+    #[serde(rename = "payment.refunded")]
+    PaymentRefunded(PaymentRefunded),
+
+    #[serde(rename = "product.viewed")]
+    ProductViewed(ProductViewed),
+    #[serde(rename = "search.performed")]
+    SearchPerformed(SearchPerformed),
+    #[serde(rename = "recommendation.clicked")]
+    RecommendationClicked(RecommendationClicked),
+
+    #[serde(rename = "reservation.accepted")]
+    ReservationAccepted(ReservationAccepted),
+    #[serde(rename = "reservation.rejected")]
+    ReservationRejected(OrderDecision),
+    #[serde(rename = "order.confirmed")]
+    OrderConfirmed(OrderDecision),
+    #[serde(rename = "order.expired")]
+    OrderExpired(OrderDecision),
+    #[serde(rename = "stock.adjustment_rejected")]
+    StockAdjustmentRejected(StockAdjustmentRejected),
+}
+
+impl Event {
+    /// The topic this event type is written to.
+    pub fn topic(&self) -> Topic {
+        use Event::*;
+        match self {
+            ProductCreated(_) | ProductUpdated(_) | ProductDeleted(_) | CategoryUpserted(_)
+            | BrandUpserted(_) | SupplierUpserted(_) | ReviewPosted(_) => Topic::Catalog,
+            WarehouseCreated(_) | StockReceived(_) | StockAdjusted(_) => Topic::Inventory,
+            UserRegistered(_) | ProfileUpdated(_) | AddressAdded(_) | SessionRevoked(_) => {
+                Topic::Users
+            }
+            CartItemAdded(_) | CartItemRemoved(_) | CartCleared(_) => Topic::Carts,
+            OrderPlaced(_) | OrderCancelled(_) | OrderStatusChanged(_) => Topic::Orders,
+            PaymentMethodTokenized(_) | ChargeRequested(_) | ChargeSucceeded(_)
+            | ChargeFailed(_) | PaymentRefunded(_) => Topic::Payments,
+            ProductViewed(_) | SearchPerformed(_) | RecommendationClicked(_) => {
+                Topic::Interactions
+            }
+            ReservationAccepted(_) | ReservationRejected(_) | OrderConfirmed(_)
+            | OrderExpired(_) | StockAdjustmentRejected(_) => Topic::Decisions,
+        }
+    }
+
+    /// The partition key: all events of one entity land in one partition, in order.
+    pub fn key(&self) -> &Id {
+        use Event::*;
+        match self {
+            ProductCreated(e) => &e.product_id,
+            ProductUpdated(e) => &e.product_id,
+            ProductDeleted(e) => &e.product_id,
+            CategoryUpserted(e) | BrandUpserted(e) | SupplierUpserted(e) => &e.id,
+            ReviewPosted(e) => &e.product_id,
+            WarehouseCreated(e) => &e.warehouse_id,
+            StockReceived(e) => &e.product_id,
+            StockAdjusted(e) => &e.product_id,
+            UserRegistered(e) => &e.user_id,
+            ProfileUpdated(e) => &e.user_id,
+            AddressAdded(e) => &e.user_id,
+            SessionRevoked(e) => &e.user_id,
+            CartItemAdded(e) | CartItemRemoved(e) => &e.user_id,
+            CartCleared(e) => &e.user_id,
+            OrderPlaced(e) => &e.user_id,
+            OrderCancelled(e) => &e.user_id,
+            OrderStatusChanged(e) => &e.user_id,
+            PaymentMethodTokenized(e) => &e.user_id,
+            ChargeRequested(e) => &e.order_id,
+            ChargeSucceeded(e) => &e.order_id,
+            ChargeFailed(e) => &e.order_id,
+            PaymentRefunded(e) => &e.order_id,
+            ProductViewed(e) => &e.user_id,
+            SearchPerformed(e) => &e.user_id,
+            RecommendationClicked(e) => &e.user_id,
+            ReservationAccepted(e) => &e.order_id,
+            ReservationRejected(e) | OrderConfirmed(e) | OrderExpired(e) => &e.order_id,
+            StockAdjustmentRejected(e) => &e.product_id,
+        }
+    }
+
+    /// The wire name, e.g. `order.placed`.
+    pub fn type_name(&self) -> &'static str {
+        use Event::*;
+        match self {
+            ProductCreated(_) => "product.created",
+            ProductUpdated(_) => "product.updated",
+            ProductDeleted(_) => "product.deleted",
+            CategoryUpserted(_) => "category.upserted",
+            BrandUpserted(_) => "brand.upserted",
+            SupplierUpserted(_) => "supplier.upserted",
+            ReviewPosted(_) => "review.posted",
+            WarehouseCreated(_) => "warehouse.created",
+            StockReceived(_) => "stock.received",
+            StockAdjusted(_) => "stock.adjusted",
+            UserRegistered(_) => "user.registered",
+            ProfileUpdated(_) => "user.profile_updated",
+            AddressAdded(_) => "user.address_added",
+            SessionRevoked(_) => "user.session_revoked",
+            CartItemAdded(_) => "cart.item_added",
+            CartItemRemoved(_) => "cart.item_removed",
+            CartCleared(_) => "cart.cleared",
+            OrderPlaced(_) => "order.placed",
+            OrderCancelled(_) => "order.cancelled",
+            OrderStatusChanged(_) => "order.status_changed",
+            PaymentMethodTokenized(_) => "payment.method_tokenized",
+            ChargeRequested(_) => "payment.charge_requested",
+            ChargeSucceeded(_) => "payment.charge_succeeded",
+            ChargeFailed(_) => "payment.charge_failed",
+            PaymentRefunded(_) => "payment.refunded",
+            ProductViewed(_) => "product.viewed",
+            SearchPerformed(_) => "search.performed",
+            RecommendationClicked(_) => "recommendation.clicked",
+            ReservationAccepted(_) => "reservation.accepted",
+            ReservationRejected(_) => "reservation.rejected",
+            OrderConfirmed(_) => "order.confirmed",
+            OrderExpired(_) => "order.expired",
+            StockAdjustmentRejected(_) => "stock.adjustment_rejected",
+        }
+    }
+}
+
+/// Every wire type name, in declaration order.
+pub const TYPE_NAMES: &[&str] = &[
+    "product.created",
+    "product.updated",
+    "product.deleted",
+    "category.upserted",
+    "brand.upserted",
+    "supplier.upserted",
+    "review.posted",
+    "warehouse.created",
+    "stock.received",
+    "stock.adjusted",
+    "user.registered",
+    "user.profile_updated",
+    "user.address_added",
+    "user.session_revoked",
+    "cart.item_added",
+    "cart.item_removed",
+    "cart.cleared",
+    "order.placed",
+    "order.cancelled",
+    "order.status_changed",
+    "payment.method_tokenized",
+    "payment.charge_requested",
+    "payment.charge_succeeded",
+    "payment.charge_failed",
+    "payment.refunded",
+    "product.viewed",
+    "search.performed",
+    "recommendation.clicked",
+    "reservation.accepted",
+    "reservation.rejected",
+    "order.confirmed",
+    "order.expired",
+    "stock.adjustment_rejected",
+];
+
+impl Envelope {
+    /// Wraps an event with a fresh id and the current time.
+    pub fn new(event: Event) -> Self {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        Self { v: ENVELOPE_VERSION, id: uuid::Uuid::now_v7(), ts, event }
+    }
+
+    pub fn topic(&self) -> Topic {
+        self.event.topic()
+    }
+
+    pub fn key(&self) -> &Id {
+        self.event.key()
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("envelopes always serialise")
+    }
+
+    /// Decodes and validates one record. The error says why, for the dead-letter topic.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let envelope: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if envelope.v != ENVELOPE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(envelope.v));
+        }
+        envelope.event.validate().map_err(DecodeError::Invalid)?;
+        Ok(envelope)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    #[error("unsupported envelope version {0}")]
+    UnsupportedVersion(u16),
+    #[error("invalid event: {0}")]
+    Invalid(ValidationError),
+}
+
+/// What the dead-letter topic holds: where the bad record came from and why it was refused.
+/// The payload is kept verbatim (lossy UTF-8) so an operator can repair and replay it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub reason: String,
+    pub payload: String,
+}
+
+/// The JSON Schema of the envelope and every event type, generated from the Rust types.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Envelope);
+    serde_json::to_value(schema).expect("schemas always serialise")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+use super::*;
+
+fn product() -> types::ProductCreated {
+    types::ProductCreated {
+        product_id: "p-1".into(),
+        name: "Kettle".into(),
+        description: String::new(),
+        price: Money::new(2_999, "EUR"),
+        sku: "KT-1".into(),
+        category_id: "c-1".into(),
+        brand_id: "b-1".into(),
+        supplier_id: "s-1".into(),
+    }
+}
+
+#[test]
+fn envelope_round_trips_in_the_documented_wire_shape() {
+    let envelope = Envelope::new(Event::ProductCreated(product()));
+    let json: serde_json::Value = serde_json::from_slice(&envelope.to_json()).unwrap();
+    assert_eq!(json["v"], 1);
+    assert_eq!(json["type"], "product.created");
+    assert_eq!(json["data"]["price"]["amount_minor"], 2_999);
+    assert_eq!(Envelope::decode(&envelope.to_json()).unwrap(), envelope);
+}
+
+#[test]
+fn every_type_name_is_listed_once() {
+    let mut names = TYPE_NAMES.to_vec();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), TYPE_NAMES.len());
+    assert_eq!(Event::ProductCreated(product()).type_name(), "product.created");
+}
+
+#[test]
+fn decode_rejects_garbage_unknown_types_and_unknown_fields() {
+    assert!(matches!(Envelope::decode(b"{not json"), Err(DecodeError::Malformed(_))));
+    let unknown = br#"{"v":1,"id":"0190f0a0-0000-7000-8000-000000000000","ts":1,"type":"product.exploded","data":{}}"#;
+    assert!(matches!(Envelope::decode(unknown), Err(DecodeError::Malformed(_))));
+    let extra = br#"{"v":1,"id":"0190f0a0-0000-7000-8000-000000000000","ts":1,"type":"product.deleted","data":{"product_id":"p","x":1}}"#;
+    assert!(matches!(Envelope::decode(extra), Err(DecodeError::Malformed(_))));
+    let v2 = br#"{"v":2,"id":"0190f0a0-0000-7000-8000-000000000000","ts":1,"type":"product.deleted","data":{"product_id":"p"}}"#;
+    assert_eq!(Envelope::decode(v2), Err(DecodeError::UnsupportedVersion(2)));
+}
+
+#[test]
+fn validation_names_the_field_and_rule() {
+    let mut bad = product();
+    bad.price = Money::new(-1, "EUR");
+    let err = Event::ProductCreated(bad).validate().unwrap_err();
+    assert_eq!(err.field, "price");
+
+    let mut bad = product();
+    bad.product_id = Id::from("has space");
+    assert_eq!(Event::ProductCreated(bad).validate().unwrap_err().field, "product_id");
+
+    let zero = types::StockReceived { product_id: "p".into(), warehouse_id: "w".into(), quantity: 0 };
+    assert_eq!(Event::StockReceived(zero).validate().unwrap_err().field, "quantity");
+
+    let lowercase_currency = types::ProductUpdated {
+        product_id: "p".into(),
+        price: Some(Money::new(1, "eur")),
+        ..Default::default()
+    };
+    assert!(Event::ProductUpdated(lowercase_currency).validate().is_err());
+}
+
+#[test]
+fn card_numbers_are_refused_where_tokens_belong() {
+    let method = types::PaymentMethodTokenized {
+        user_id: "u".into(),
+        token: "4242 4242 4242 4242".into(),
+        last4: "4242".into(),
+        card_brand: "visa".into(),
+    };
+    assert_eq!(Event::PaymentMethodTokenized(method).validate().unwrap_err().field, "token");
+}
+
+#[test]
+fn topics_and_keys_follow_the_design() {
+    let e = Event::ProductCreated(product());
+    assert_eq!((e.topic(), e.key().as_str()), (Topic::Catalog, "p-1"));
+    let s = Event::StockReceived(types::StockReceived { product_id: "p-9".into(), warehouse_id: "w".into(), quantity: 1 });
+    assert_eq!((s.topic(), s.key().as_str()), (Topic::Inventory, "p-9"));
+    let c = Event::ChargeFailed(types::ChargeFailed { order_id: "o-1".into(), reason: "declined".into(), retryable: false });
+    assert_eq!((c.topic(), c.key().as_str()), (Topic::Payments, "o-1"));
+}
+
+#[test]
+fn schema_lists_every_event_type() {
+    let schema = serde_json::to_string(&json_schema()).unwrap();
+    for name in TYPE_NAMES {
+        assert!(schema.contains(&format!("\"{name}\"")), "schema misses {name}");
+    }
+}

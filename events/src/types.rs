@@ -1,0 +1,331 @@
+//! The payload of every event type, grouped by the topic it lives on.
+//! Field names are the wire names; every struct rejects unknown fields so a typo in a producer
+//! is a dead-lettered event, not silently dropped data.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Id, Money};
+
+// ---------- catalog (key: product id, or the category/brand/supplier id) ----------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductCreated {
+    pub product_id: Id,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub price: Money,
+    /// Stock keeping unit / identification code (seed 003 `identification`).
+    #[serde(default)]
+    pub sku: String,
+    pub category_id: Id,
+    pub brand_id: Id,
+    pub supplier_id: Id,
+}
+
+/// A partial update: absent fields keep their value. Applied in log order per product.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductUpdated {
+    pub product_id: Id,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_id: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand_id: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplier_id: Option<Id>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductDeleted {
+    pub product_id: Id,
+}
+
+/// Categories, brands and suppliers are small named entities with the same shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamedEntityUpserted {
+    pub id: Id,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewPosted {
+    pub review_id: Id,
+    pub product_id: Id,
+    pub user_id: Id,
+    /// 1 to 5 stars.
+    pub rating: u8,
+    #[serde(default)]
+    pub text: String,
+}
+
+// ---------- inventory (key: product id; warehouse events: warehouse id) ----------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseCreated {
+    pub warehouse_id: Id,
+    pub name: String,
+    #[serde(default)]
+    pub location: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockReceived {
+    pub product_id: Id,
+    pub warehouse_id: Id,
+    /// Units received, > 0.
+    pub quantity: u32,
+}
+
+/// A correction (count, damage, loss): `delta` units, never zero. An adjustment that would
+/// take the level below zero is rejected by the pipeline and recorded in `decisions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockAdjusted {
+    pub product_id: Id,
+    pub warehouse_id: Id,
+    pub delta: i64,
+    #[serde(default)]
+    pub reason: String,
+}
+
+// ---------- users (key: user id) ----------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserRegistered {
+    pub user_id: Id,
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub phone: String,
+    /// PHC string of an argon2id hash; a plain password never enters the log.
+    pub password_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdated {
+    pub user_id: Id,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressAdded {
+    pub address_id: Id,
+    pub user_id: Id,
+    pub street: String,
+    pub city: String,
+    #[serde(default)]
+    pub state: String,
+    pub country: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRevoked {
+    pub user_id: Id,
+    pub session_id: Id,
+}
+
+// ---------- carts (key: user id) ----------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartItemChanged {
+    pub user_id: Id,
+    pub product_id: Id,
+    /// Units added or removed, > 0.
+    pub quantity: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartCleared {
+    pub user_id: Id,
+}
+
+// ---------- orders (key: user id) ----------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    pub product_id: Id,
+    pub quantity: u32,
+    pub unit_price: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderPlaced {
+    pub order_id: Id,
+    pub user_id: Id,
+    pub lines: Vec<OrderLine>,
+    pub address_id: Id,
+    /// Client-chosen key; a retried placement with the same key is the same order.
+    pub idempotency_key: String,
+    /// Payment method token (never a card number).
+    pub payment_token: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCancelled {
+    pub order_id: Id,
+    pub user_id: Id,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Placed,
+    Reserved,
+    Paid,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+    Rejected,
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderStatusChanged {
+    pub order_id: Id,
+    pub user_id: Id,
+    pub status: OrderStatus,
+}
+
+// ---------- payments (key: order id) ----------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentMethodTokenized {
+    pub user_id: Id,
+    pub token: String,
+    /// Last four digits only.
+    pub last4: String,
+    #[serde(default)]
+    pub card_brand: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeRequested {
+    pub order_id: Id,
+    pub user_id: Id,
+    pub amount: Money,
+    pub token: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeSucceeded {
+    pub order_id: Id,
+    pub payment_id: Id,
+    pub amount: Money,
+    pub authorization_code: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeFailed {
+    pub order_id: Id,
+    pub reason: String,
+    /// True when the gateway failed transiently and a retry may succeed.
+    pub retryable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRefunded {
+    pub order_id: Id,
+    pub payment_id: Id,
+    pub amount: Money,
+}
+
+// ---------- interactions (key: user id) ----------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductViewed {
+    pub user_id: Id,
+    pub product_id: Id,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchPerformed {
+    pub user_id: Id,
+    pub query: String,
+    #[serde(default)]
+    pub results: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendationClicked {
+    pub user_id: Id,
+    pub product_id: Id,
+    #[serde(default)]
+    pub source: String,
+}
+
+// ---------- decisions (key: order id, or product id for stock decisions) ----------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    pub product_id: Id,
+    pub warehouse_id: Id,
+    pub quantity: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationAccepted {
+    pub order_id: Id,
+    pub holds: Vec<Hold>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderDecision {
+    pub order_id: Id,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A stock adjustment the pipeline refused (it would have taken the level below zero).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockAdjustmentRejected {
+    pub event_id: uuid::Uuid,
+    pub product_id: Id,
+    pub warehouse_id: Id,
+    pub delta: i64,
+    pub available: i64,
+}
