@@ -49,7 +49,7 @@ impl OutRecord {
 
 /// A place in the log: the offset of one record in one topic partition. As a read position it
 /// is the offset of the next record to read.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     pub topic: String,
     pub partition: u32,

@@ -1,0 +1,293 @@
+//! The group-commit writer: the only thread that writes to the database. It takes everything
+//! pending on its channel, writes it in one transaction, commits durably, publishes the new end
+//! offsets to readers, and only then answers the callers. One fsync thus covers many appends.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::channel::oneshot;
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::codec;
+use super::store::{storage, table_name, LogTable, Shared, TopicState, ENDS, TOPICS};
+use crate::{validate, LogError, OutRecord, Position, TopicSpec};
+
+/// Bounds one transaction so a flood of appends cannot make a commit arbitrarily late.
+const MAX_GROUP_RECORDS: usize = 64 * 1024;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, LogError>>;
+
+pub(crate) enum Request {
+    Append { records: Vec<OutRecord>, reply: Reply<Vec<Position>> },
+    EnsureTopic { spec: TopicSpec, reply: Reply<()> },
+    Compact { topic: String, tombstone_retention: Duration, reply: Reply<CompactionStats> },
+}
+
+impl Request {
+    fn weight(&self) -> usize {
+        match self {
+            Request::Append { records, .. } => records.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// What one compaction pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Records superseded by a later record with the same key, plus expired tombstones.
+    pub removed: u64,
+    pub retained: u64,
+}
+
+pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Request>) {
+    let mut topics = shared.state.lock().topics.clone();
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut weight = first.weight();
+        let mut group = vec![first];
+        while weight < MAX_GROUP_RECORDS {
+            match rx.try_recv() {
+                Ok(req) => {
+                    weight += req.weight();
+                    group.push(req);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        // Compaction rewrites whole partitions, so it gets its own transaction after the
+        // group's appends rather than bloating theirs.
+        let (compactions, writes): (Vec<_>, Vec<_>) =
+            group.into_iter().partition(|r| matches!(r, Request::Compact { .. }));
+        if !writes.is_empty() {
+            commit_group(&shared, &mut topics, writes, &mut buf);
+        }
+        for req in compactions {
+            if let Request::Compact { topic, tombstone_retention, reply } = req {
+                let result = compact(&shared, &topics, &topic, tombstone_retention);
+                if let Err(e) = &result {
+                    tracing::warn!(topic, error = %e, "compaction failed");
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+    tracing::debug!("embedded log writer stopped");
+}
+
+/// A reply waiting for the commit, with what to answer if it succeeds.
+enum Pending {
+    Positions(Reply<Vec<Position>>, Vec<Position>),
+    Unit(Reply<()>),
+}
+
+/// Changes made to the writer's view of the topics by an uncommitted transaction, so they can
+/// be rolled back if the commit fails, and published if it succeeds.
+#[derive(Default)]
+struct Undo {
+    ends: HashMap<(String, u32), u64>,
+    new_topics: Vec<String>,
+}
+
+fn commit_group(shared: &Shared, topics: &mut HashMap<String, TopicState>, reqs: Vec<Request>, buf: &mut Vec<u8>) {
+    let mut pending = Vec::with_capacity(reqs.len());
+    let mut undo = Undo::default();
+    let result = write_group(shared, topics, reqs, buf, &mut pending, &mut undo);
+    match result {
+        Ok(()) => {
+            publish(shared, topics, &undo);
+            for p in pending {
+                match p {
+                    Pending::Positions(reply, positions) => drop(reply.send(Ok(positions))),
+                    Pending::Unit(reply) => drop(reply.send(Ok(()))),
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "embedded log commit failed");
+            for ((topic, partition), end) in undo.ends {
+                if let Some(t) = topics.get_mut(&topic) {
+                    t.ends[partition as usize] = end;
+                }
+            }
+            for name in undo.new_topics {
+                topics.remove(&name);
+            }
+            let msg = e.to_string();
+            for p in pending {
+                match p {
+                    Pending::Positions(reply, _) => drop(reply.send(Err(LogError::Storage(msg.clone())))),
+                    Pending::Unit(reply) => drop(reply.send(Err(LogError::Storage(msg.clone())))),
+                }
+            }
+        }
+    }
+}
+
+fn write_group(
+    shared: &Shared,
+    topics: &mut HashMap<String, TopicState>,
+    reqs: Vec<Request>,
+    buf: &mut Vec<u8>,
+    pending: &mut Vec<Pending>,
+    undo: &mut Undo,
+) -> Result<(), LogError> {
+    let txn = shared.db.begin_write().map_err(storage)?;
+    {
+        let mut tables: HashMap<String, Vec<Option<Table<'_, u64, &'static [u8]>>>> = HashMap::new();
+        let mut meta = txn.open_table(TOPICS).map_err(storage)?;
+        let now = now_ms();
+        for req in reqs {
+            match req {
+                Request::EnsureTopic { spec, reply } => {
+                    if !topics.contains_key(&spec.name) {
+                        meta.insert(spec.name.as_str(), (spec.partitions, spec.compacted)).map_err(storage)?;
+                        topics.insert(
+                            spec.name.clone(),
+                            TopicState {
+                                name: spec.name.as_str().into(),
+                                partitions: spec.partitions,
+                                compacted: spec.compacted,
+                                ends: vec![0; spec.partitions as usize],
+                            },
+                        );
+                        undo.new_topics.push(spec.name);
+                    }
+                    pending.push(Pending::Unit(reply));
+                }
+                Request::Append { records, reply } => {
+                    let targets = match resolve(topics, &records) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    };
+                    let mut positions = Vec::with_capacity(records.len());
+                    for (rec, partition) in records.iter().zip(targets) {
+                        let topic = topics.get_mut(&rec.topic).ok_or_else(|| storage("topic vanished"))?;
+                        let slot = &mut topic.ends[partition as usize];
+                        let offset = *slot;
+                        undo.ends.entry((rec.topic.clone(), partition)).or_insert(offset);
+                        *slot += 1;
+                        let table = open(&txn, &mut tables, &rec.topic, topic.partitions, partition)?;
+                        codec::encode_into(buf, now, &rec.key, rec.value.as_deref());
+                        table.insert(offset, buf.as_slice()).map_err(storage)?;
+                        positions.push(Position::new(rec.topic.clone(), partition, offset));
+                    }
+                    pending.push(Pending::Positions(reply, positions));
+                }
+                Request::Compact { reply, .. } => {
+                    let _ = reply.send(Err(LogError::Invalid("compaction in a write group".into())));
+                }
+            }
+        }
+        let mut ends = txn.open_table(ENDS).map_err(storage)?;
+        for (topic, partition) in undo.ends.keys() {
+            let end = topics.get(topic).map_or(0, |t| t.ends[*partition as usize]);
+            ends.insert((topic.as_str(), *partition), end).map_err(storage)?;
+        }
+    }
+    txn.commit().map_err(storage)
+}
+
+/// Validates a whole append before any of it is written, so a bad record fails its request
+/// alone and leaves no partial write behind.
+fn resolve(topics: &HashMap<String, TopicState>, records: &[OutRecord]) -> Result<Vec<u32>, LogError> {
+    records
+        .iter()
+        .map(|rec| {
+            let topic = topics.get(&rec.topic).ok_or_else(|| LogError::UnknownTopic(rec.topic.clone()))?;
+            validate::sizes(&rec.key, rec.value.as_deref())?;
+            validate::partition(&rec.topic, rec.partition, &rec.key, topic.partitions)
+        })
+        .collect()
+}
+
+fn open<'t, 'm>(
+    txn: &'t WriteTransaction,
+    tables: &'m mut HashMap<String, Vec<Option<Table<'t, u64, &'static [u8]>>>>,
+    topic: &str,
+    partitions: u32,
+    partition: u32,
+) -> Result<&'m mut Table<'t, u64, &'static [u8]>, LogError> {
+    if !tables.contains_key(topic) {
+        tables.insert(topic.to_string(), (0..partitions).map(|_| None).collect());
+    }
+    let slots = tables.get_mut(topic).ok_or_else(|| storage("table cache"))?;
+    let slot = slots.get_mut(partition as usize).ok_or_else(|| storage("table cache"))?;
+    if slot.is_none() {
+        let name = table_name(topic, partition);
+        *slot = Some(txn.open_table(LogTable::new(&name)).map_err(storage)?);
+    }
+    slot.as_mut().ok_or_else(|| storage("table cache"))
+}
+
+fn publish(shared: &Shared, topics: &HashMap<String, TopicState>, undo: &Undo) {
+    if undo.ends.is_empty() && undo.new_topics.is_empty() {
+        return;
+    }
+    let mut state = shared.state.lock();
+    for name in &undo.new_topics {
+        if let Some(t) = topics.get(name) {
+            state.topics.insert(name.clone(), t.clone());
+        }
+    }
+    for (topic, partition) in undo.ends.keys() {
+        if let (Some(src), Some(dst)) = (topics.get(topic), state.topics.get_mut(topic)) {
+            dst.ends[*partition as usize] = src.ends[*partition as usize];
+        }
+    }
+    drop(state);
+    shared.appended.notify_all();
+}
+
+fn compact(
+    shared: &Shared,
+    topics: &HashMap<String, TopicState>,
+    topic: &str,
+    tombstone_retention: Duration,
+) -> Result<CompactionStats, LogError> {
+    let state = topics.get(topic).ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
+    if !state.compacted {
+        return Err(LogError::Invalid(format!("topic {topic} is not compacted")));
+    }
+    let cutoff = now_ms().saturating_sub(i64::try_from(tombstone_retention.as_millis()).unwrap_or(i64::MAX));
+    let mut stats = CompactionStats::default();
+    let txn = shared.db.begin_write().map_err(storage)?;
+    for partition in 0..state.partitions {
+        let name = table_name(topic, partition);
+        let mut table = txn.open_table(LogTable::new(&name)).map_err(storage)?;
+        // key -> (offset, tombstone, timestamp) of its latest record
+        let mut latest: HashMap<Vec<u8>, (u64, bool, i64)> = HashMap::new();
+        let mut doomed = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (offset, bytes) = entry.map_err(storage)?;
+            let rec = codec::decode(bytes.value())?;
+            let now_latest = (offset.value(), rec.value.is_none(), rec.timestamp_ms);
+            if let Some((older, _, _)) = latest.insert(rec.key.to_vec(), now_latest) {
+                doomed.push(older);
+            }
+        }
+        for (offset, tombstone, ts) in latest.into_values() {
+            if tombstone && ts < cutoff {
+                doomed.push(offset);
+            } else {
+                stats.retained += 1;
+            }
+        }
+        for offset in &doomed {
+            table.remove(*offset).map_err(storage)?;
+        }
+        stats.removed += doomed.len() as u64;
+    }
+    txn.commit().map_err(storage)?;
+    tracing::info!(topic, removed = stats.removed, retained = stats.retained, "compacted topic");
+    Ok(stats)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
