@@ -13,7 +13,7 @@ pub const MAX_ID_LEN: usize = 64;
 ///
 /// Ids are strings, not UUIDs, so that imported catalogs keep their own SKUs and ids while the
 /// write path mints UUIDv7 ids for new entities.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Id(String);
 

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use crate::types::*;
 use crate::{Event, Id};
 
 /// Why an event was refused: the field and the rule it broke.

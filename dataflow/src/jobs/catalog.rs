@@ -1,0 +1,49 @@
+//! The catalog view (seed 003, query 1): each product with its category, brand and supplier
+//! names, and its stock summed over warehouses. Joins are outer on the product side, so a
+//! product whose category arrives later is listed, and named once the category is known.
+
+use differential_dataflow::VecCollection;
+use differential_dataflow::lattice::Lattice;
+use shopflow_events::Id;
+use timely::progress::Timestamp;
+
+use super::{left_join, BaseCollections};
+use crate::views::ProductRow;
+
+pub fn build<'scope, T: Timestamp + Lattice>(inputs: &BaseCollections<'scope, T>) -> VecCollection<'scope, T, ProductRow> {
+    let with_category = left_join(
+        inputs.products.clone().map(|(id, p)| (p.category_id.clone(), (id, p))),
+        inputs.categories.clone(),
+    );
+    let with_brand = left_join(
+        with_category.map(|(_, ((id, p), category))| (p.brand_id.clone(), (id, p, category))),
+        inputs.brands.clone(),
+    );
+    let with_supplier = left_join(
+        with_brand.map(|(_, ((id, p, category), brand))| (p.supplier_id.clone(), (id, p, category, brand))),
+        inputs.suppliers.clone(),
+    );
+    let stock_totals: VecCollection<'scope, T, (Id, isize)> = inputs
+        .stock
+        .clone()
+        .explode(|((product, _warehouse), quantity)| Some((product, quantity as isize)))
+        .count();
+    left_join(
+        with_supplier.map(|(_, ((id, p, category, brand), supplier))| (id, (p, category, brand, supplier))),
+        stock_totals,
+    )
+    .map(|(id, ((p, category, brand, supplier), stock))| ProductRow {
+        product_id: id,
+        name: p.name,
+        description: p.description,
+        price: p.price,
+        sku: p.sku,
+        category_id: p.category_id,
+        category_name: category,
+        brand_id: p.brand_id,
+        brand_name: brand,
+        supplier_id: p.supplier_id,
+        supplier_name: supplier,
+        stock: stock.unwrap_or(0) as i64,
+    })
+}

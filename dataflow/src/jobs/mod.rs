@@ -1,0 +1,46 @@
+//! The dataflow jobs. Each is `build(inputs) -> outputs` over differential collections, so a
+//! job can be tested on its own with `capture` and composed in the pipeline.
+
+pub mod catalog;
+pub mod stock;
+
+use differential_dataflow::VecCollection;
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::{ExchangeData, Hashable};
+use shopflow_events::Id;
+use timely::progress::Timestamp;
+
+use crate::state::ProductBase;
+use crate::views::WarehouseRow;
+
+/// The epoch: milliseconds since the Unix epoch when the worker sealed it.
+pub type Epoch = u64;
+
+/// The base collections the per-partition state machine maintains.
+pub struct BaseCollections<'scope, T: Timestamp> {
+    pub products: VecCollection<'scope, T, (Id, ProductBase)>,
+    pub categories: VecCollection<'scope, T, (Id, String)>,
+    pub brands: VecCollection<'scope, T, (Id, String)>,
+    pub suppliers: VecCollection<'scope, T, (Id, String)>,
+    pub warehouses: VecCollection<'scope, T, (Id, WarehouseRow)>,
+    pub stock: VecCollection<'scope, T, ((Id, Id), i64)>,
+}
+
+/// Left outer join with a right side that has at most one value per key (an upserted
+/// entity): every left record appears once, with `None` where the key has no match.
+pub fn left_join<'scope, T, K, V, W>(
+    left: VecCollection<'scope, T, (K, V)>,
+    right: VecCollection<'scope, T, (K, W)>,
+) -> VecCollection<'scope, T, (K, (V, Option<W>))>
+where
+    T: Timestamp + Lattice,
+    K: ExchangeData + Hashable,
+    V: ExchangeData,
+    W: ExchangeData,
+{
+    let keys = right.clone().map(|(k, _)| k).distinct();
+    let right = right.arrange_by_key();
+    let matched = left.clone().arrange_by_key().join_core(right, |k, v, w| Some((k.clone(), (v.clone(), Some(w.clone())))));
+    let unmatched = left.antijoin(keys).map(|(k, v)| (k, (v, None)));
+    matched.concat(unmatched)
+}

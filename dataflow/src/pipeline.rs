@@ -1,0 +1,431 @@
+//! The pipeline: timely workers that each own a share of the source partitions, read them,
+//! run the per-partition state machine, feed the jobs, and publish completed epochs.
+//!
+//! Epochs are milliseconds since the Unix epoch, strictly increasing per worker. Before a
+//! worker lets the frontier pass an epoch that read records, it makes the epoch's remap entry
+//! (which offsets the epoch covers) durable in the `_remap` topic, together with the epoch's
+//! dead letters and decisions; only then can the epoch's output be published.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use differential_dataflow::input::InputSession;
+use serde::{Deserialize, Serialize};
+use shopflow_events::{DeadLetter, Envelope, Topic};
+use shopflow_ingest::{EventLog, LogReader, OutRecord, Position, Record};
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::worker::Worker;
+use timely::{CommunicationConfig, WorkerConfig};
+
+use crate::jobs::{self, BaseCollections, Epoch};
+use crate::publish::{self, ChangelogSink, LocalSink, RemapHistory, ViewRow, ViewSink};
+use crate::snapshot::SnapshotStore;
+use crate::state::{Changes, PartitionState};
+use crate::views::{ProgressReport, ViewUpdate, Views};
+
+/// The topic the remap (epoch → offsets) is made durable in.
+pub const REMAP_TOPIC: &str = "_remap";
+
+/// The source topics the current jobs read.
+pub const SOURCE_TOPICS: [Topic; 2] = [Topic::Catalog, Topic::Inventory];
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PipelineConfig {
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// This process's index in the cluster.
+    pub process: usize,
+    /// `host:port` of every process of the cluster; empty for a single process.
+    pub addresses: Vec<String>,
+    /// Where snapshots are written.
+    pub data_dir: PathBuf,
+    pub snapshot_interval: Duration,
+    /// How often an idle worker still seals an epoch, so the frontier keeps moving.
+    pub idle_tick: Duration,
+    /// Most records read into one epoch.
+    pub max_batch: usize,
+    /// Export views to changelog topics (scale-out mode).
+    pub export_changelogs: bool,
+    /// Partition count of the changelog topics.
+    pub changelog_partitions: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            process: 0,
+            addresses: Vec::new(),
+            data_dir: PathBuf::from("data/pipeline"),
+            snapshot_interval: Duration::from_secs(10),
+            idle_tick: Duration::from_millis(10),
+            max_batch: 20_000,
+            export_changelogs: false,
+            changelog_partitions: 4,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("event log: {0}")]
+    Log(#[from] shopflow_ingest::LogError),
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error("timely: {0}")]
+    Timely(String),
+}
+
+/// One epoch's remap entry, as written to the `_remap` topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemapEntry {
+    pub worker: usize,
+    pub peers: usize,
+    pub epoch: Epoch,
+    /// Next offset of each partition the worker owns, after this epoch.
+    pub offsets: Vec<Position>,
+}
+
+/// A running pipeline; dropping it does not stop it, `stop` does.
+pub struct PipelineHandle {
+    stop: Arc<AtomicBool>,
+    guards: Option<timely::communication::WorkerGuards<()>>,
+}
+
+impl PipelineHandle {
+    /// Asks every worker to finish its epoch, write a final snapshot and exit; waits for them.
+    pub fn stop(mut self) -> Result<(), PipelineError> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.join()
+    }
+
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Waits until the workers exit (after `stop_flag` was raised elsewhere).
+    pub fn join(&mut self) -> Result<(), PipelineError> {
+        if let Some(guards) = self.guards.take() {
+            for result in guards.join() {
+                result.map_err(PipelineError::Timely)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ensures the pipeline's own topics exist: the remap, dead letters, decisions and, when
+/// exporting, the changelogs.
+pub async fn ensure_topics(log: &dyn EventLog, config: &PipelineConfig) -> Result<(), PipelineError> {
+    use shopflow_ingest::TopicSpec;
+    log.ensure_topic(&TopicSpec::new(REMAP_TOPIC, 1)).await?;
+    if config.export_changelogs {
+        for view in publish::VIEW_NAMES {
+            log.ensure_topic(&TopicSpec::new(publish::changelog_topic(view), config.changelog_partitions).compacted())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts the workers of this process. `views` receives the output directly (one-process
+/// mode); with `export_changelogs` the output also goes to the changelog topics.
+pub fn start(
+    config: PipelineConfig,
+    log: Arc<dyn EventLog>,
+    views: Option<Arc<Views>>,
+) -> Result<PipelineHandle, PipelineError> {
+    futures::executor::block_on(ensure_topics(log.as_ref(), &config))?;
+    let mut partitions = Vec::new();
+    for topic in SOURCE_TOPICS {
+        let count = futures::executor::block_on(log.partitions(topic.name()))?;
+        partitions.extend((0..count).map(|p| (topic.name().to_owned(), p)));
+    }
+    let communication = if config.addresses.len() > 1 {
+        CommunicationConfig::Cluster {
+            threads: config.workers,
+            process: config.process,
+            addresses: config.addresses.clone(),
+            report: false,
+            zerocopy: false,
+        }
+    } else if config.workers > 1 {
+        CommunicationConfig::Process(config.workers)
+    } else {
+        CommunicationConfig::Thread
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared { config, log, views, partitions, stop: stop.clone() });
+    let guards = timely::execute(
+        timely::Config { communication, worker: WorkerConfig::default() },
+        move |worker| {
+            if let Err(error) = run_worker(worker, &shared) {
+                tracing::error!(%error, worker = worker.index(), "pipeline worker failed");
+                shared.stop.store(true, Ordering::SeqCst);
+            }
+        },
+    )
+    .map_err(PipelineError::Timely)?;
+    Ok(PipelineHandle { stop, guards: Some(guards) })
+}
+
+struct Shared {
+    config: PipelineConfig,
+    log: Arc<dyn EventLog>,
+    views: Option<Arc<Views>>,
+    partitions: Vec<(String, u32)>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The input sessions of the base collections.
+struct Inputs {
+    products: InputSession<Epoch, (shopflow_events::Id, crate::state::ProductBase), isize>,
+    categories: InputSession<Epoch, (shopflow_events::Id, String), isize>,
+    brands: InputSession<Epoch, (shopflow_events::Id, String), isize>,
+    suppliers: InputSession<Epoch, (shopflow_events::Id, String), isize>,
+    warehouses: InputSession<Epoch, (shopflow_events::Id, crate::views::WarehouseRow), isize>,
+    stock: InputSession<Epoch, ((shopflow_events::Id, shopflow_events::Id), i64), isize>,
+}
+
+impl Inputs {
+    fn new() -> Self {
+        Self {
+            products: InputSession::new(),
+            categories: InputSession::new(),
+            brands: InputSession::new(),
+            suppliers: InputSession::new(),
+            warehouses: InputSession::new(),
+            stock: InputSession::new(),
+        }
+    }
+
+    fn insert(&mut self, changes: &mut Changes) {
+        for (row, diff) in changes.products.drain(..) { self.products.update(row, diff); }
+        for (row, diff) in changes.categories.drain(..) { self.categories.update(row, diff); }
+        for (row, diff) in changes.brands.drain(..) { self.brands.update(row, diff); }
+        for (row, diff) in changes.suppliers.drain(..) { self.suppliers.update(row, diff); }
+        for (row, diff) in changes.warehouses.drain(..) { self.warehouses.update(row, diff); }
+        for (row, diff) in changes.stock.drain(..) { self.stock.update(row, diff); }
+    }
+
+    fn advance_to(&mut self, epoch: Epoch) {
+        self.products.advance_to(epoch);
+        self.categories.advance_to(epoch);
+        self.brands.advance_to(epoch);
+        self.suppliers.advance_to(epoch);
+        self.warehouses.advance_to(epoch);
+        self.stock.advance_to(epoch);
+        self.products.flush();
+        self.categories.flush();
+        self.brands.flush();
+        self.suppliers.flush();
+        self.warehouses.flush();
+        self.stock.flush();
+    }
+}
+
+/// Fans one publication out to several sinks.
+struct Fanout(Vec<Box<dyn ViewSink>>);
+
+impl ViewSink for Fanout {
+    fn publish(&mut self, updates: Vec<ViewUpdate>, report: ProgressReport) {
+        if let Some((last, rest)) = self.0.split_last_mut() {
+            for sink in rest {
+                sink.publish(updates.clone(), report.clone());
+            }
+            last.publish(updates, report);
+        }
+    }
+}
+
+fn now_ms() -> Epoch {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Epoch)
+        .unwrap_or_default()
+}
+
+fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError> {
+    let index = worker.index();
+    let peers = worker.peers();
+    let remap = Rc::new(RefCell::new(RemapHistory::default()));
+    let mut inputs = Inputs::new();
+
+    let mut sinks: Vec<Box<dyn ViewSink>> = Vec::new();
+    if let Some(views) = &shared.views {
+        sinks.push(Box::new(LocalSink(views.clone())));
+    }
+    if shared.config.export_changelogs {
+        sinks.push(Box::new(ChangelogSink { log: shared.log.clone(), partitions: shared.config.changelog_partitions }));
+    }
+    let sink: Box<dyn ViewSink> = Box::new(Fanout(sinks));
+
+    let probe: ProbeHandle<Epoch> = worker.dataflow::<Epoch, _, _>(|scope| {
+        let base = BaseCollections {
+            products: inputs.products.to_collection(scope.clone()),
+            categories: inputs.categories.to_collection(scope.clone()),
+            brands: inputs.brands.to_collection(scope.clone()),
+            suppliers: inputs.suppliers.to_collection(scope.clone()),
+            warehouses: inputs.warehouses.to_collection(scope.clone()),
+            stock: inputs.stock.to_collection(scope.clone()),
+        };
+        let products = jobs::catalog::build(&base).map(ViewRow::Product);
+        let stock = jobs::stock::build(&base).map(ViewRow::Stock);
+        let warehouses = base.warehouses.clone().map(|(_, w)| ViewRow::Warehouse(w));
+        let (probe, all) = products.concat(stock).concat(warehouses).probe();
+        publish::build(all.inner, index, peers, remap.clone(), sink);
+        probe
+    });
+
+    // This worker's partitions: every (topic, partition) pair, dealt round-robin.
+    let owned: Vec<(String, u32)> =
+        shared.partitions.iter().enumerate().filter(|(i, _)| i % peers == index).map(|(_, tp)| tp.clone()).collect();
+    let snapshots = SnapshotStore::new(shared.config.data_dir.join("snapshots"));
+    let mut states: BTreeMap<(String, u32), PartitionState> = BTreeMap::new();
+    let mut epoch: Epoch = now_ms();
+    inputs.advance_to(epoch);
+    for (topic, partition) in &owned {
+        let state = snapshots.load(topic, *partition)?.unwrap_or_default();
+        inputs.insert(&mut state.as_insertions());
+        states.insert((topic.clone(), *partition), state);
+    }
+    let positions = |states: &BTreeMap<(String, u32), PartitionState>| -> Vec<Position> {
+        states.iter().map(|((t, p), s)| Position::new(t.clone(), *p, s.next_offset)).collect()
+    };
+    tracing::info!(worker = index, peers, partitions = owned.len(), "pipeline worker started");
+    remap.borrow_mut().push(epoch, positions(&states));
+
+    let mut reader: Option<Box<dyn LogReader>> =
+        if owned.is_empty() { None } else { Some(shared.log.reader(&positions(&states))?) };
+    let mut changes = Changes::default();
+    let mut side: Vec<OutRecord> = Vec::new();
+    let mut in_flight: VecDeque<Epoch> = VecDeque::new();
+    let mut last_seal = Instant::now();
+    let mut last_snapshot = Instant::now();
+
+    while !shared.stop.load(Ordering::Relaxed) {
+        // Bound the epochs in flight, so a slow dataflow slows reading instead of queueing.
+        while in_flight.front().is_some_and(|e| !probe.less_equal(e)) {
+            in_flight.pop_front();
+        }
+        let busy = !in_flight.is_empty();
+        let records: Vec<Record> = match reader.as_mut() {
+            Some(reader) if in_flight.len() < 8 => {
+                let wait = if busy { Duration::ZERO } else { Duration::from_millis(1) };
+                reader.poll(shared.config.max_batch, wait)?
+            }
+            _ => {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+                Vec::new()
+            }
+        };
+        for record in &records {
+            apply_record(record, &mut states, &mut changes, &mut side);
+        }
+        inputs.insert(&mut changes);
+        for decision in changes.decisions.drain(..) {
+            side.push(OutRecord::keyed(decision.topic().name(), decision.key().as_str(), decision.to_json()));
+        }
+
+        if !records.is_empty() || last_seal.elapsed() >= shared.config.idle_tick {
+            let offsets = positions(&states);
+            if !records.is_empty() {
+                let entry = RemapEntry { worker: index, peers, epoch, offsets: offsets.clone() };
+                side.push(OutRecord {
+                    topic: REMAP_TOPIC.to_owned(),
+                    partition: Some(0),
+                    key: index.to_string().into_bytes(),
+                    value: Some(serde_json::to_vec(&entry).expect("remap entries serialise")),
+                });
+                append_durably(shared.log.as_ref(), std::mem::take(&mut side), &shared.stop)?;
+                remap.borrow_mut().push(epoch, offsets);
+            }
+            in_flight.push_back(epoch);
+            epoch = (epoch + 1).max(now_ms());
+            inputs.advance_to(epoch);
+            last_seal = Instant::now();
+            if last_snapshot.elapsed() >= shared.config.snapshot_interval {
+                save_snapshots(&snapshots, &states)?;
+                last_snapshot = Instant::now();
+            }
+        }
+        worker.step();
+    }
+    save_snapshots(&snapshots, &states)?;
+    tracing::info!(worker = index, "pipeline worker stopped");
+    Ok(())
+}
+
+fn apply_record(
+    record: &Record,
+    states: &mut BTreeMap<(String, u32), PartitionState>,
+    changes: &mut Changes,
+    side: &mut Vec<OutRecord>,
+) {
+    let Some(state) = states.get_mut(&(record.topic.to_string(), record.partition)) else {
+        debug_assert!(false, "read a partition this worker does not own");
+        return;
+    };
+    if record.offset < state.next_offset {
+        return;
+    }
+    let decoded = match &record.value {
+        Some(bytes) => Envelope::decode(bytes).map_err(|e| e.to_string()),
+        None => Err("empty record (tombstone) on an event topic".to_owned()),
+    };
+    match decoded {
+        Ok(envelope) if envelope.topic().name() == &*record.topic => {
+            state.apply(record.offset, &envelope, changes);
+        }
+        outcome => {
+            state.next_offset = record.offset + 1;
+            let reason = match outcome {
+                Ok(envelope) => format!("{} belongs on topic {}", envelope.event.type_name(), envelope.topic()),
+                Err(reason) => reason,
+            };
+            tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %reason, "event dead-lettered");
+            let letter = DeadLetter {
+                topic: record.topic.to_string(),
+                partition: record.partition,
+                offset: record.offset,
+                reason,
+                payload: String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned(),
+            };
+            side.push(OutRecord::keyed(
+                Topic::Dlq.name(),
+                format!("{}/{}/{}", record.topic, record.partition, record.offset),
+                serde_json::to_vec(&letter).expect("dead letters serialise"),
+            ));
+        }
+    }
+}
+
+/// Appends until acknowledged: the epoch must not be exposed before its remap is durable,
+/// and the log being briefly unavailable is no reason to lose the pipeline.
+fn append_durably(log: &dyn EventLog, records: Vec<OutRecord>, stop: &AtomicBool) -> Result<(), PipelineError> {
+    let mut attempt = 0u32;
+    loop {
+        match futures::executor::block_on(log.append(records.clone())) {
+            Ok(_) => return Ok(()),
+            Err(error) if attempt < 100 && !stop.load(Ordering::Relaxed) => {
+                attempt += 1;
+                tracing::warn!(%error, attempt, "remap append failed, retrying");
+                std::thread::sleep(Duration::from_millis(20 * u64::from(attempt.min(25))));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+fn save_snapshots(store: &SnapshotStore, states: &BTreeMap<(String, u32), PartitionState>) -> Result<(), PipelineError> {
+    for ((topic, partition), state) in states {
+        store.save(topic, *partition, state)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Publication of view output. Every worker receives the changes of the keys it owns
+//! (exchanged by view key, so one key's changes never race across workers), holds them until
+//! the frontier says their epoch is complete, consolidates each epoch into upserts, and hands
+//! them to the sinks together with a progress report.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use shopflow_ingest::{EventLog, OutRecord, Position};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::Stream;
+
+use crate::jobs::Epoch;
+use crate::views::{ProductRow, ProgressReport, StockRow, ViewUpdate, Views, WarehouseRow};
+
+/// A row of any view, so that all views flow through one publication operator.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ViewRow {
+    Product(ProductRow),
+    Stock(StockRow),
+    Warehouse(WarehouseRow),
+}
+
+impl ViewRow {
+    fn key(&self) -> (&'static str, String) {
+        match self {
+            ViewRow::Product(r) => ("products", r.product_id.to_string()),
+            ViewRow::Stock(r) => ("stock", format!("{}/{}", r.product_id, r.warehouse_id)),
+            ViewRow::Warehouse(r) => ("warehouses", r.warehouse_id.to_string()),
+        }
+    }
+
+    fn key_hash(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.key().hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn upsert(self) -> ViewUpdate {
+        match self {
+            ViewRow::Product(r) => ViewUpdate::Product { key: r.product_id.clone(), row: Some(r) },
+            ViewRow::Stock(r) => ViewUpdate::Stock { key: (r.product_id.clone(), r.warehouse_id.clone()), row: Some(r) },
+            ViewRow::Warehouse(r) => ViewUpdate::Warehouse { key: r.warehouse_id.clone(), row: Some(r) },
+        }
+    }
+
+    fn tombstone(self) -> ViewUpdate {
+        match self {
+            ViewRow::Product(r) => ViewUpdate::Product { key: r.product_id, row: None },
+            ViewRow::Stock(r) => ViewUpdate::Stock { key: (r.product_id, r.warehouse_id), row: None },
+            ViewRow::Warehouse(r) => ViewUpdate::Warehouse { key: r.warehouse_id, row: None },
+        }
+    }
+}
+
+/// Where completed epochs go. Called on the worker thread, in frontier order.
+pub trait ViewSink {
+    fn publish(&mut self, updates: Vec<ViewUpdate>, report: ProgressReport);
+}
+
+/// One-process mode: the serving layer reads these views directly.
+pub struct LocalSink(pub Arc<Views>);
+
+impl ViewSink for LocalSink {
+    fn publish(&mut self, updates: Vec<ViewUpdate>, report: ProgressReport) {
+        self.0.apply(updates);
+        self.0.progress.report(report);
+    }
+}
+
+/// The view names, which are also the changelog topic suffixes.
+pub const VIEW_NAMES: [&str; 3] = ["products", "stock", "warehouses"];
+
+pub fn changelog_topic(view: &str) -> String {
+    format!("changelog.{view}")
+}
+
+/// The key of a worker's frontier marker in a changelog topic; compaction keeps the latest.
+pub fn marker_key(worker: usize) -> Vec<u8> {
+    format!("__frontier__/{worker}").into_bytes()
+}
+
+/// Scale-out mode: every view goes to its compacted changelog topic, each worker writing its
+/// own partition, and each publication ends with a frontier marker in every changelog so a
+/// replica knows when it has all of an epoch.
+pub struct ChangelogSink {
+    pub log: Arc<dyn EventLog>,
+    pub partitions: u32,
+}
+
+impl ViewSink for ChangelogSink {
+    fn publish(&mut self, updates: Vec<ViewUpdate>, report: ProgressReport) {
+        let partition = (report.worker as u32) % self.partitions;
+        let mut records: Vec<OutRecord> = updates
+            .into_iter()
+            .map(|update| OutRecord {
+                topic: changelog_topic(update.view_name()),
+                partition: Some(partition),
+                key: update.key_bytes(),
+                value: Some(serde_json::to_vec(&update).expect("view updates serialise")),
+            })
+            .collect();
+        let marker = serde_json::to_vec(&report).expect("reports serialise");
+        for view in VIEW_NAMES {
+            records.push(OutRecord {
+                topic: changelog_topic(view),
+                partition: Some(partition),
+                key: marker_key(report.worker),
+                value: Some(marker.clone()),
+            });
+        }
+        // Publication is on the exposure path: a marker must not be visible before its data,
+        // and nothing is exposed before it is durable, so this waits for the acknowledgement.
+        let mut attempt = 0u32;
+        while let Err(error) = futures::executor::block_on(self.log.append(records.clone())) {
+            attempt += 1;
+            tracing::warn!(%error, attempt, "changelog append failed, retrying");
+            std::thread::sleep(std::time::Duration::from_millis(50 * u64::from(attempt.min(20))));
+        }
+    }
+}
+
+/// Source offsets per sealed epoch on this worker: "records up to these offsets are in epochs
+/// at or below this one". Written by the source, read by publication.
+#[derive(Default)]
+pub struct RemapHistory {
+    entries: std::collections::VecDeque<(Epoch, Vec<Position>)>,
+}
+
+impl RemapHistory {
+    pub fn push(&mut self, epoch: Epoch, offsets: Vec<Position>) {
+        self.entries.push_back((epoch, offsets));
+    }
+
+    /// The offsets read by every epoch below `frontier`, forgetting entries no longer needed.
+    fn offsets_before(&mut self, frontier: Epoch) -> Option<Vec<Position>> {
+        while self.entries.len() > 1 && self.entries[1].0 < frontier {
+            self.entries.pop_front();
+        }
+        self.entries.front().filter(|(e, _)| *e < frontier).map(|(_, o)| o.clone())
+    }
+}
+
+/// Attaches publication to a stream of view changes.
+pub fn build<'scope>(
+    changes: Stream<'scope, Epoch, Vec<(ViewRow, Epoch, isize)>>,
+    worker: usize,
+    peers: usize,
+    remap: Rc<RefCell<RemapHistory>>,
+    mut sink: Box<dyn ViewSink>,
+) {
+    let mut pending: BTreeMap<Epoch, Vec<(ViewRow, isize)>> = BTreeMap::new();
+    let mut reported: Option<Epoch> = None;
+    let mut last_offsets: Vec<Position> = Vec::new();
+    changes.sink(
+        Exchange::new(|update: &(ViewRow, Epoch, isize)| update.0.key_hash()),
+        "publish_views",
+        move |(input, frontier)| {
+            input.for_each(|_cap, data| {
+                for (row, time, diff) in data.drain(..) {
+                    pending.entry(time).or_default().push((row, diff));
+                }
+            });
+            let frontier = frontier.frontier().first().copied().unwrap_or(Epoch::MAX);
+            if reported.is_some_and(|r| r >= frontier) {
+                return;
+            }
+            // Per key, the last state any complete epoch left it in: (row, still present).
+            let mut latest: BTreeMap<(&'static str, String), (ViewRow, bool)> = BTreeMap::new();
+            let complete: Vec<Epoch> = pending.range(..frontier).map(|(t, _)| *t).collect();
+            for time in complete {
+                let mut updates = pending.remove(&time).unwrap_or_default();
+                differential_dataflow::consolidation::consolidate(&mut updates);
+                // Retractions first, so a key replaced within the epoch ends at its new row.
+                updates.sort_by_key(|(_, diff)| *diff > 0);
+                for (row, diff) in updates {
+                    latest.insert(row.key(), (row, diff > 0));
+                }
+            }
+            let updates: Vec<ViewUpdate> = latest
+                .into_values()
+                .map(|(row, present)| if present { row.upsert() } else { row.tombstone() })
+                .collect();
+            if let Some(offsets) = remap.borrow_mut().offsets_before(frontier) {
+                last_offsets = offsets;
+            }
+            sink.publish(updates, ProgressReport { worker, peers, frontier, offsets: last_offsets.clone() });
+            reported = Some(frontier);
+        },
+    );
+}
