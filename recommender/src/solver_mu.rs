@@ -1,0 +1,50 @@
+//! Multiplicative updates (Lee & Seung 2001) for the Frobenius loss, with sklearn's
+//! regularised form: `W ← W ∘ XHᵀ / (W(HHᵀ + l2·I) + l1)`. Each step is the minimiser of a
+//! diagonal majorising quadratic, so the (regularised) loss never increases; the update is
+//! simultaneous within a row (unlike CD), hence the scratch buffer.
+
+use ndarray::Array2;
+use rayon::prelude::*;
+
+use crate::linalg::{dot, ROW_BLOCK};
+
+/// Denominators are floored here so a zero row/column cannot produce 0/0 (sklearn's EPSILON).
+const EPS: f64 = f64::EPSILON;
+
+/// Updates every row of `factor` once; returns the projected-gradient violation at the
+/// pre-update point (same measure as the CD solver, so `tol` means the same for both).
+pub(crate) fn update(
+    factor: &mut Array2<f64>,
+    xf: &Array2<f64>,
+    gram: &Array2<f64>,
+    l1: f64,
+    l2: f64,
+) -> f64 {
+    let k = factor.ncols();
+    let mut g = gram.clone();
+    g.diag_mut().mapv_inplace(|d| d + l2);
+    let g = g.as_slice().expect("standard layout");
+    let f = factor.as_slice_mut().expect("standard layout");
+    let x = xf.as_slice().expect("standard layout");
+    let partials: Vec<f64> = f
+        .par_chunks_mut(ROW_BLOCK * k)
+        .zip(x.par_chunks(ROW_BLOCK * k))
+        .map(|(fb, xb)| {
+            let mut denom = vec![0.0; k];
+            let mut v = 0.0;
+            for (w, xrow) in fb.chunks_mut(k).zip(xb.chunks(k)) {
+                for t in 0..k {
+                    denom[t] = dot(&g[t * k..(t + 1) * k], w) + l1;
+                }
+                for t in 0..k {
+                    let grad = denom[t] - xrow[t];
+                    let pg = if w[t] == 0.0 { grad.min(0.0) } else { grad };
+                    v += pg.abs();
+                    w[t] *= xrow[t].max(0.0) / denom[t].max(EPS);
+                }
+            }
+            v
+        })
+        .collect();
+    partials.iter().sum()
+}
