@@ -253,7 +253,6 @@ fn concurrent_appenders_lose_nothing(log: Arc<dyn EventLog>) {
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
-            use super::*;
 
             #[test]
             fn ensure_topic_is_idempotent() {
