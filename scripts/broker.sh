@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A local Kafka-protocol broker (nisshi, in-memory storage) for tests and development.
+#   scripts/broker.sh install        install nisshi into $SHOPFLOW_TOOLS if missing
+#   scripts/broker.sh start PORT     start on 127.0.0.1:PORT, wait until it accepts connections,
+#                                    print the address (use it as SHOPFLOW_TEST_KAFKA)
+#   scripts/broker.sh stop [PORT]    stop the broker on PORT (default: every broker started here)
+set -euo pipefail
+
+NISSHI_VERSION=0.8.1
+TOOLS="${SHOPFLOW_TOOLS:-$HOME/.cache/shopflow/tools}"
+NISSHI="${SHOPFLOW_NISSHI:-$TOOLS/bin/nisshi}"
+RUN="${SHOPFLOW_RUN:-$HOME/.cache/shopflow/run}"
+START_TIMEOUT="${SHOPFLOW_BROKER_TIMEOUT:-60}"
+
+die() { echo "broker.sh: $*" >&2; exit 1; }
+
+install() {
+    if [[ -x "$NISSHI" ]]; then
+        echo "nisshi: $NISSHI"
+        return
+    fi
+    mkdir -p "$TOOLS"
+    # No default features: the libsql and dynostore engines are enough for memory:// storage,
+    # and skipping the rest keeps the build short.
+    cargo install nisshi --version "$NISSHI_VERSION" --locked --ignore-rust-version \
+        --no-default-features --features libsql,dynostore --root "$TOOLS"
+    [[ -x "$NISSHI" ]] || die "install finished but $NISSHI is missing"
+    echo "nisshi: $NISSHI"
+}
+
+accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start() {
+    local port="${1:-}"
+    [[ "$port" =~ ^[0-9]+$ ]] || die "usage: $0 start PORT"
+    [[ -x "$NISSHI" ]] || die "$NISSHI not found; run: $0 install"
+    mkdir -p "$RUN"
+    local pidfile="$RUN/broker-$port.pid" log="$RUN/broker-$port.log"
+    if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        die "a broker started here already runs on port $port (pid $(cat "$pidfile"))"
+    fi
+    accepts "$port" && die "port $port is already in use"
+    local url="tcp://127.0.0.1:$port"
+    nohup "$NISSHI" broker --listener-url "$url" --advertised-listener-url "$url" \
+        --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s >"$log" 2>&1 &
+    local pid=$!
+    echo "$pid" >"$pidfile"
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until accepts "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$pidfile"
+            tail -n 20 "$log" >&2 || true
+            die "nisshi exited during startup (log: $log)"
+        fi
+        if ((SECONDS >= deadline)); then
+            kill "$pid" 2>/dev/null || true
+            rm -f "$pidfile"
+            die "nisshi did not accept connections on $port within ${START_TIMEOUT}s (log: $log)"
+        fi
+        sleep 0.05 # probe interval, not a guess at readiness
+    done
+    echo "127.0.0.1:$port"
+}
+
+stop_one() {
+    local pidfile="$1" pid
+    pid="$(cat "$pidfile")"
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid"
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+stop() {
+    if [[ -n "${1:-}" ]]; then
+        [[ -f "$RUN/broker-$1.pid" ]] || die "no broker started here on port $1"
+        stop_one "$RUN/broker-$1.pid"
+        return
+    fi
+    shopt -s nullglob
+    for f in "$RUN"/broker-*.pid; do stop_one "$f"; done
+}
+
+case "${1:-}" in
+    install) install ;;
+    start) start "${2:-}" ;;
+    stop) stop "${2:-}" ;;
+    *) die "usage: $0 install | start PORT | stop [PORT]" ;;
+esac
