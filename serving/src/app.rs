@@ -1,0 +1,84 @@
+//! The server: bind, serve, stop gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shopflow_dataflow::views::Views;
+use shopflow_ingest::EventLog;
+use tokio::net::TcpListener;
+
+use crate::config::ServingConfig;
+use crate::routes::router;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServingError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `config.listen` (port 0: any free port) and takes a first reading of the log's
+    /// end offsets, so the lag headers are there from the first request when the log is up.
+    pub async fn build(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>) -> Result<Self, ServingError> {
+        let listen = config.listen;
+        let listener = TcpListener::bind(listen).await.map_err(|source| ServingError::Bind { addr: listen, source })?;
+        let addr = listener.local_addr().map_err(|source| ServingError::Bind { addr: listen, source })?;
+        if config.admin_token.is_none() {
+            tracing::warn!("no admin token configured: catalog and stock writes are open to anyone");
+        }
+        let state = AppState::new(config, log, views);
+        crate::metrics::handle();
+        // Best effort with a short bound: a log that is down must not keep the server from
+        // starting; the background poll fills the offsets in later.
+        let first_poll = state.config.end_offset_poll.max(Duration::from_secs(1));
+        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(first_poll, state.end_offsets.refresh(state.log.as_ref()))
+            .await
+            .map_err(|_| shopflow_ingest::LogError::Unavailable("end offset poll timed out".into()))
+        {
+            tracing::warn!(error = %e, "first end offset poll failed");
+        }
+        Ok(Self { listener, addr, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// and stops the background tasks.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServingError> {
+        let Self { listener, addr, state } = self;
+        let poller = tokio::spawn(crate::lag::poll_end_offsets(
+            state.log.clone(),
+            state.end_offsets.clone(),
+            state.config.end_offset_poll,
+        ));
+        let upkeep = tokio::spawn(crate::metrics::run_upkeep(Duration::from_secs(5)));
+        tracing::info!(%addr, backend = state.log.backend(), "serving http");
+        let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+        poller.abort();
+        upkeep.abort();
+        tracing::info!(%addr, "http server stopped");
+        result.map_err(ServingError::Serve)
+    }
+}

@@ -1,0 +1,140 @@
+//! Serving configuration, loadable by the binary from a file or the environment (serde).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How the serving layer listens, waits and authorises.
+///
+/// Durations are written as integer milliseconds or as a string with a unit
+/// (`"250ms"`, `"5s"`, `"2m"`), so TOML files and environment variables stay readable.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServingConfig {
+    /// Address to bind; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Upper bound of a consistency-token wait; a client may ask for less, never more.
+    #[serde(with = "duration")]
+    pub read_wait_max: Duration,
+    /// How long a write may wait for the log to make its record durable before 503.
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
+    /// Bearer token of the admin role. `None` leaves catalog and stock writes open
+    /// (development only; a warning is logged at startup).
+    pub admin_token: Option<String>,
+    /// How often the background task asks the log for its end offsets (lag headers).
+    #[serde(with = "duration")]
+    pub end_offset_poll: Duration,
+    /// The topics the views are computed from; their lag is what `X-View-Lag-Records` sums.
+    pub source_topics: Vec<String>,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            read_wait_max: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            admin_token: None,
+            end_offset_poll: Duration::from_millis(500),
+            source_topics: vec!["catalog".to_owned(), "inventory".to_owned()],
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+// Hand-written so that the admin token never reaches a log line through `{:?}`.
+impl fmt::Debug for ServingConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServingConfig")
+            .field("listen", &self.listen)
+            .field("read_wait_max", &self.read_wait_max)
+            .field("write_timeout", &self.write_timeout)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("end_offset_poll", &self.end_offset_poll)
+            .field("source_topics", &self.source_topics)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// Parses `"250ms"`, `"5s"`, `"2m"` or a bare number of milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let millis = match unit.trim() {
+        "" | "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        _ => return Err(format!("invalid duration unit in {text:?} (use ms, s or m)")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+mod duration {
+    use std::time::Duration;
+
+    use serde::{de, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("milliseconds or a string like \"250ms\", \"5s\", \"2m\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+                Ok(Duration::from_millis(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+                u64::try_from(v).map(Duration::from_millis).map_err(|_| E::custom("duration must not be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+                super::parse_duration(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("40"), Ok(Duration::from_millis(40)));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn loads_from_json_with_defaults_for_missing_fields() {
+        let config: ServingConfig = serde_json::from_str(
+            r#"{"listen":"0.0.0.0:9000","read_wait_max":"2s","end_offset_poll":100,"admin_token":"s3cret"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.read_wait_max, Duration::from_secs(2));
+        assert_eq!(config.end_offset_poll, Duration::from_millis(100));
+        assert_eq!(config.max_body_bytes, ServingConfig::default().max_body_bytes);
+        assert!(serde_json::from_str::<ServingConfig>(r#"{"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn debug_output_redacts_the_admin_token() {
+        let config = ServingConfig { admin_token: Some("s3cret".into()), ..Default::default() };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("<redacted>"));
+    }
+}

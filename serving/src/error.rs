@@ -1,0 +1,222 @@
+//! The one error type of the HTTP layer and the one place it becomes a status code.
+//!
+//! Every error body has the shape `{"error":{"code":"snake_case_code","message":"...",
+//! "field":"..."}}` (`field` only when one input field is to blame).
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use shopflow_events::ValidationError;
+use shopflow_ingest::LogError;
+
+/// Seconds a client is told to wait before retrying a 503.
+const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON (syntax error).
+    #[error("{0}")]
+    MalformedJson(String),
+    /// The body is JSON but not of the expected shape: missing, unknown or mistyped fields.
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("expected a request with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The request is well-formed but breaks a rule of the event schema.
+    #[error("{field} {message}")]
+    Validation { field: String, message: String },
+    #[error("invalid id in path: {0}")]
+    InvalidId(String),
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("invalid cursor")]
+    InvalidCursor,
+    #[error("invalid consistency token: {0}")]
+    InvalidConsistencyToken(String),
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("this operation needs the admin role")]
+    Forbidden,
+    #[error("the views did not reach the consistency token within {}ms", waited.as_millis())]
+    ConsistencyTimeout { waited: Duration },
+    #[error("the event log is unavailable, retry later")]
+    LogUnavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) | InvalidId(_) | InvalidPath(_) | InvalidQuery(_) | InvalidCursor
+            | InvalidConsistencyToken(_) => StatusCode::BAD_REQUEST,
+            InvalidBody(_) | Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            NotFound { .. } | RouteNotFound(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
+            // 503 rather than 504: nothing upstream timed out, the view is behind; the same
+            // request is likely to succeed shortly, which is what 503 + Retry-After says.
+            ConsistencyTimeout { .. } | LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) => "malformed_json",
+            InvalidBody(_) => "invalid_body",
+            UnsupportedMediaType => "unsupported_media_type",
+            PayloadTooLarge { .. } => "payload_too_large",
+            Validation { .. } => "validation_failed",
+            InvalidId(_) => "invalid_id",
+            InvalidPath(_) => "invalid_path",
+            InvalidQuery(_) => "invalid_query",
+            InvalidCursor => "invalid_cursor",
+            InvalidConsistencyToken(_) => "invalid_consistency_token",
+            NotFound { .. } => "not_found",
+            RouteNotFound(_) => "route_not_found",
+            MethodNotAllowed => "method_not_allowed",
+            Unauthorized(_) => "unauthorized",
+            Forbidden => "forbidden",
+            ConsistencyTimeout { .. } => "consistency_timeout",
+            LogUnavailable => "log_unavailable",
+            Internal => "internal_error",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Validation { field, .. } if !field.is_empty() => Some(field),
+            _ => None,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Validation { field, message } if field.is_empty() => message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::debug!(code = self.code(), error = %self, "request rejected");
+        }
+        let body = Body { error: Inner { code: self.code(), message: self.message(), field: self.field() } };
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::ConsistencyTimeout { .. } | ApiError::LogUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            ApiError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::Validation { field: e.field, message: e.message }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        match e {
+            // A topic that does not exist yet or a broker that is away: the write may succeed
+            // later, so the client gets 503 and Retry-After. The detail stays in our logs.
+            LogError::Unavailable(_) | LogError::Storage(_) | LogError::UnknownTopic(_)
+            | LogError::UnknownPartition { .. } => {
+                tracing::warn!(error = %e, "event log append failed");
+                ApiError::LogUnavailable
+            }
+            LogError::Invalid(_) => {
+                tracing::error!(error = %e, "event log refused a record we built");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value, axum::http::HeaderMap) {
+        let response = error.into_response();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap(), headers)
+    }
+
+    #[tokio::test]
+    async fn validation_errors_name_the_field() {
+        let (status, body, _) =
+            body_of(ValidationError::new("price", "must not be negative").into()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert_eq!(body["error"]["field"], "price");
+        assert_eq!(body["error"]["message"], "price must not be negative");
+    }
+
+    #[tokio::test]
+    async fn retryable_errors_carry_retry_after() {
+        let (status, body, headers) =
+            body_of(ApiError::ConsistencyTimeout { waited: Duration::from_millis(300) }).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "consistency_timeout");
+        assert!(body["error"].get("field").is_none());
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+
+        let (status, _, headers) = body_of(LogError::Unavailable("broker down".into()).into()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn log_details_do_not_leak_to_clients() {
+        let (_, body, _) = body_of(LogError::Storage("/var/data/secret-path: EIO".into()).into()).await;
+        assert!(!body.to_string().contains("secret-path"));
+    }
+}

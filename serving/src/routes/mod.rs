@@ -1,0 +1,52 @@
+//! The route table: one place that says which path and method go where, and which routes
+//! are reads (lag headers) or admin writes (the `Admin` extractor in the handler).
+
+mod catalog;
+pub mod products;
+mod stock;
+mod system;
+mod warehouses;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+
+/// The whole HTTP API, ready to serve.
+pub fn router(state: AppState) -> Router {
+    // Reads say how far behind the log the view is, on success and on error alike.
+    let read = |route: MethodRouter<AppState>| route.layer(from_fn_with_state(state.clone(), crate::lag::view_headers));
+
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(crate::metrics::render))
+        .route("/api/v1/products", read(get(products::list)).post(products::create))
+        .route(
+            "/api/v1/products/{id}",
+            read(get(products::get)).patch(products::update).delete(products::delete),
+        )
+        .route("/api/v1/products/{id}/stock", read(get(stock::of_product)))
+        .route("/api/v1/categories", post(catalog::upsert_category))
+        .route("/api/v1/brands", post(catalog::upsert_brand))
+        .route("/api/v1/suppliers", post(catalog::upsert_supplier))
+        .route("/api/v1/warehouses", read(get(warehouses::list)).post(warehouses::create))
+        .route("/api/v1/warehouses/{id}", read(get(warehouses::get)))
+        .route("/api/v1/stock/receipts", post(stock::receive))
+        .route("/api/v1/stock/adjustments", post(stock::adjust))
+        // After the routes: it replaces the 405 handler of every route defined so far.
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .fallback(system::not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(from_fn(crate::metrics::track))
+        .layer(CatchPanicLayer::custom(system::panicked))
+        .layer(TraceLayer::new_for_http().make_span_with(system::span))
+        // Outermost, so nothing below can print the admin token, whatever its log level.
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        .with_state(state)
+}

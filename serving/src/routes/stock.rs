@@ -1,0 +1,91 @@
+//! Stock movements (`/api/v1/stock/receipts`, `/adjustments`) and the per-product stock read
+//! (`/api/v1/products/{id}/stock`).
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use shopflow_dataflow::views::StockRow;
+use shopflow_events::types::{StockAdjusted, StockReceived};
+use shopflow_events::{Event, Id};
+
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, IdPath};
+use crate::state::AppState;
+use crate::token::ReadConsistency;
+use crate::write::Accepted;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    product_id: Id,
+    warehouse_id: Id,
+    quantity: u32,
+}
+
+pub async fn receive(State(state): State<AppState>, _: Admin, ApiJson(body): ApiJson<Receipt>) -> Result<Accepted, ApiError> {
+    let event = Event::StockReceived(StockReceived {
+        product_id: body.product_id,
+        warehouse_id: body.warehouse_id,
+        quantity: body.quantity,
+    });
+    state.publish(event, None).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adjustment {
+    product_id: Id,
+    warehouse_id: Id,
+    delta: i64,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Accepted here does not mean applied: an adjustment below zero is rejected by the pipeline
+/// (recorded in `decisions`), because only the log order can say what the level is.
+pub async fn adjust(State(state): State<AppState>, _: Admin, ApiJson(body): ApiJson<Adjustment>) -> Result<Accepted, ApiError> {
+    let event = Event::StockAdjusted(StockAdjusted {
+        product_id: body.product_id,
+        warehouse_id: body.warehouse_id,
+        delta: body.delta,
+        reason: body.reason,
+    });
+    state.publish(event, None).await
+}
+
+#[derive(Serialize)]
+pub struct ProductStock {
+    product_id: Id,
+    warehouses: Vec<WarehouseStock>,
+    total: i64,
+}
+
+#[derive(Serialize)]
+pub struct WarehouseStock {
+    warehouse_id: Id,
+    warehouse_name: Option<String>,
+    quantity: i64,
+}
+
+pub async fn of_product(
+    State(state): State<AppState>,
+    IdPath(product_id): IdPath,
+    read: ReadConsistency,
+) -> Result<Json<ProductStock>, ApiError> {
+    state.consistent(&read).await?;
+    // Ids are `[A-Za-z0-9_.:-]`, so "" sorts before and "~" after every warehouse id.
+    let rows: Vec<StockRow> = state
+        .views
+        .stock
+        .range((product_id.clone(), Id::from(""))..=(product_id.clone(), Id::from("~")));
+    if rows.is_empty() && state.views.products.get(&product_id).is_none() {
+        return Err(ApiError::NotFound { entity: "product", id: product_id.to_string() });
+    }
+    let total = rows.iter().map(|r| r.quantity).sum();
+    let warehouses = rows
+        .into_iter()
+        .map(|r| WarehouseStock { warehouse_id: r.warehouse_id, warehouse_name: r.warehouse_name, quantity: r.quantity })
+        .collect();
+    Ok(Json(ProductStock { product_id, warehouses, total }))
+}

@@ -1,0 +1,64 @@
+//! `/api/v1/warehouses`: the warehouse view and warehouse creation.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use shopflow_dataflow::views::WarehouseRow;
+use shopflow_events::types::WarehouseCreated;
+use shopflow_events::{Event, Id};
+
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, IdPath};
+use crate::state::AppState;
+use crate::token::ReadConsistency;
+use crate::write::Accepted;
+
+#[derive(serde::Serialize)]
+pub struct WarehouseList {
+    items: Vec<WarehouseRow>,
+}
+
+/// All warehouses: a handful per deployment, so no pagination.
+pub async fn list(State(state): State<AppState>, read: ReadConsistency) -> Result<Json<WarehouseList>, ApiError> {
+    state.consistent(&read).await?;
+    let items = state.views.warehouses.snapshot().into_iter().map(|(_, row)| row).collect();
+    Ok(Json(WarehouseList { items }))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    read: ReadConsistency,
+) -> Result<Json<WarehouseRow>, ApiError> {
+    state.consistent(&read).await?;
+    state
+        .views
+        .warehouses
+        .get(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound { entity: "warehouse", id: id.to_string() })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWarehouse {
+    warehouse_id: Option<Id>,
+    name: String,
+    #[serde(default)]
+    location: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiJson(body): ApiJson<CreateWarehouse>,
+) -> Result<Accepted, ApiError> {
+    let warehouse_id = body.warehouse_id.unwrap_or_else(Id::generate);
+    let event = Event::WarehouseCreated(WarehouseCreated {
+        warehouse_id: warehouse_id.clone(),
+        name: body.name,
+        location: body.location,
+    });
+    state.publish(event, Some(warehouse_id.to_string())).await
+}

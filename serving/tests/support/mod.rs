@@ -1,0 +1,262 @@
+//! Test support: an in-memory event log (a unit-test double of `EventLog`; the real backends
+//! are tested end to end elsewhere), a pipeline stand-in that applies appended events to the
+//! views, and `spawn_app` on port 0.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use shopflow_dataflow::views::{ProductRow, ProgressReport, StockRow, ViewUpdate, Views, WarehouseRow};
+use shopflow_events::{partition_for, Envelope, Event, Id, Money};
+use shopflow_ingest::{EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
+use shopflow_serving::{AppState, Application, ServingConfig};
+use tokio::sync::mpsc;
+
+pub const PARTITIONS: u32 = 4;
+
+/// Appended records, as the test sees them.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub position: Position,
+    pub envelope: Envelope,
+}
+
+/// Every topic exists with `PARTITIONS` partitions; appends are announced on a channel so a
+/// test can react to a write instead of sleeping.
+pub struct MemLog {
+    ends: Mutex<HashMap<String, Vec<u64>>>,
+    available: AtomicBool,
+    appended: mpsc::UnboundedSender<Appended>,
+}
+
+impl MemLog {
+    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Appended>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let log = Self { ends: Mutex::new(HashMap::new()), available: AtomicBool::new(true), appended: tx };
+        (Arc::new(log), rx)
+    }
+
+    pub fn set_available(&self, available: bool) {
+        self.available.store(available, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), LogError> {
+        if self.available.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(LogError::Unavailable("test log switched off".into()))
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for MemLog {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ensure_topic(&self, _: &TopicSpec) -> Result<(), LogError> {
+        Ok(())
+    }
+
+    async fn partitions(&self, _: &str) -> Result<u32, LogError> {
+        Ok(PARTITIONS)
+    }
+
+    async fn append(&self, records: Vec<OutRecord>) -> Result<Vec<Position>, LogError> {
+        self.check()?;
+        let mut ends = self.ends.lock();
+        let mut positions = Vec::new();
+        for record in records {
+            let partition = record.partition.unwrap_or_else(|| partition_for(&record.key, PARTITIONS));
+            let slot = ends.entry(record.topic.clone()).or_insert_with(|| vec![0; PARTITIONS as usize]);
+            let position = Position::new(record.topic.clone(), partition, slot[partition as usize]);
+            slot[partition as usize] += 1;
+            let envelope = Envelope::decode(record.value.as_deref().unwrap_or_default())
+                .map_err(|e| LogError::Invalid(e.to_string()))?;
+            let _ = self.appended.send(Appended { position: position.clone(), envelope });
+            positions.push(position);
+        }
+        Ok(positions)
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
+        self.check()?;
+        Ok(self.ends.lock().get(topic).cloned().unwrap_or_else(|| vec![0; PARTITIONS as usize]))
+    }
+
+    fn reader(&self, _: &[Position]) -> Result<Box<dyn LogReader>, LogError> {
+        Err(LogError::Invalid("the test log has no readers".into()))
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub log: Arc<MemLog>,
+    pub appended: mpsc::UnboundedReceiver<Appended>,
+    pub views: Arc<Views>,
+    pub client: reqwest::Client,
+    pub admin_token: Option<String>,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the admin token, when the app has one.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match &self.admin_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Graceful stop; returns once the server task has finished.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut ServingConfig)) -> TestApp {
+    let mut config = ServingConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Some("test-admin-token".into()),
+        ..ServingConfig::default()
+    };
+    configure(&mut config);
+    let admin_token = config.admin_token.clone();
+    let (log, appended) = MemLog::new();
+    let views = Arc::new(Views::new());
+    let app = Application::build(config, log.clone(), views.clone()).await.expect("build app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server");
+    });
+    TestApp {
+        base,
+        log,
+        appended,
+        views,
+        client: reqwest::Client::new(),
+        admin_token,
+        state,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+pub fn now_ms() -> u64 {
+    shopflow_serving::lag::now_ms()
+}
+
+/// Stands in for the pipeline: turns one appended event into view updates (the subset of the
+/// real jobs' logic these tests need), applies them, then reports progress past its offset.
+pub fn apply_like_pipeline(views: &Views, appended: &Appended, covered: &mut HashMap<(String, u32), u64>) {
+    match &appended.envelope.event {
+        Event::ProductCreated(p) => views.apply([ViewUpdate::Product {
+            key: p.product_id.clone(),
+            row: Some(ProductRow {
+                product_id: p.product_id.clone(),
+                name: p.name.clone(),
+                description: p.description.clone(),
+                price: p.price.clone(),
+                sku: p.sku.clone(),
+                category_id: p.category_id.clone(),
+                category_name: None,
+                brand_id: p.brand_id.clone(),
+                brand_name: None,
+                supplier_id: p.supplier_id.clone(),
+                supplier_name: None,
+                stock: 0,
+            }),
+        }]),
+        Event::ProductDeleted(p) => views.apply([ViewUpdate::Product { key: p.product_id.clone(), row: None }]),
+        Event::WarehouseCreated(w) => views.apply([ViewUpdate::Warehouse {
+            key: w.warehouse_id.clone(),
+            row: Some(WarehouseRow { warehouse_id: w.warehouse_id.clone(), name: w.name.clone(), location: w.location.clone() }),
+        }]),
+        Event::StockReceived(s) => {
+            let key = (s.product_id.clone(), s.warehouse_id.clone());
+            let quantity = views.stock.get(&key).map_or(0, |r| r.quantity) + i64::from(s.quantity);
+            views.apply([ViewUpdate::Stock {
+                key,
+                row: Some(StockRow {
+                    product_id: s.product_id.clone(),
+                    warehouse_id: s.warehouse_id.clone(),
+                    warehouse_name: views.warehouses.get(&s.warehouse_id).map(|w| w.name),
+                    quantity,
+                }),
+            }])
+        }
+        _ => {}
+    }
+    let p = &appended.position;
+    covered.insert((p.topic.clone(), p.partition), p.offset + 1);
+    report(views, covered);
+}
+
+/// Reports the views complete up to now, with `covered` as the next unread offsets. The
+/// frontier strictly increases per report, as a worker's would (`Progress` ignores a report
+/// that does not advance it, and several may fall in one millisecond here).
+pub fn report(views: &Views, covered: &HashMap<(String, u32), u64>) {
+    let frontier = now_ms().max(views.progress.frontier() + 1);
+    views.progress.report(ProgressReport {
+        worker: 0,
+        peers: 1,
+        frontier,
+        offsets: covered.iter().map(|((t, p), o)| Position::new(t.clone(), *p, *o)).collect(),
+    });
+}
+
+pub fn product_row(id: &str, category: &str, brand: &str) -> ProductRow {
+    ProductRow {
+        product_id: Id::new(id).unwrap(),
+        name: format!("product {id}"),
+        description: String::new(),
+        price: Money::new(1999, "EUR"),
+        sku: String::new(),
+        category_id: Id::new(category).unwrap(),
+        category_name: Some(format!("category {category}")),
+        brand_id: Id::new(brand).unwrap(),
+        brand_name: Some(format!("brand {brand}")),
+        supplier_id: Id::new("sup-1").unwrap(),
+        supplier_name: None,
+        stock: 0,
+    }
+}
+
+pub fn product_body() -> serde_json::Value {
+    serde_json::json!({
+        "name": "Trail shoe",
+        "description": "light",
+        "price": {"amount_minor": 12900, "currency": "EUR"},
+        "sku": "TS-1",
+        "category_id": "cat-shoes",
+        "brand_id": "brand-acme",
+        "supplier_id": "sup-1"
+    })
+}
