@@ -1,1 +1,115 @@
-fn main() {}
+//! `shopflow`: the one binary. `up` runs everything in one process; `pipeline` and `serve` are
+//! the scale-out processes; `schema` prints the event JSON Schema; `bench` runs the macro
+//! benchmarks and writes a report.
+
+mod bench;
+mod demo;
+mod run;
+mod settings;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "shopflow", version, about = "An e-commerce backend as a streaming dataflow")]
+struct Cli {
+    /// TOML configuration file (default: ./shopflow.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process: log, pipeline, HTTP; loads a demo catalog on first start.
+    Up(UpArgs),
+    /// The pipeline alone, as one process of a timely cluster, exporting view changelogs.
+    Pipeline(PipelineArgs),
+    /// A read replica: tails the view changelogs and serves HTTP.
+    Serve(ServeArgs),
+    /// Prints the JSON Schema of every event type.
+    Schema,
+    /// Runs the macro benchmarks and writes target/bench/report.{md,json}.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct LogArgs {
+    /// Kafka bootstrap servers (HOST:PORT); without it the embedded log is used.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Topic namespace on Kafka.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Local state directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Partitions per event topic when creating topics.
+    #[arg(long)]
+    pub partitions: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Pipeline worker threads.
+    #[arg(long, short = 'w')]
+    pub workers: Option<usize>,
+    /// HTTP listen address.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Products in the demo catalog loaded on first start (0: none).
+    #[arg(long, default_value_t = 240)]
+    pub demo_products: usize,
+}
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[arg(long, short = 'w')]
+    pub workers: Option<usize>,
+    /// This process's index in the cluster.
+    #[arg(long, short = 'p')]
+    pub process: Option<usize>,
+    /// Comma-separated HOST:PORT of every pipeline process, in process order.
+    #[arg(long, value_delimiter = ',')]
+    pub addresses: Option<Vec<String>>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = settings::Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&shopflow_events::json_schema())?);
+            Ok(())
+        }
+        Command::Up(args) => runtime()?.block_on(run::up(settings, args)),
+        Command::Pipeline(args) => runtime()?.block_on(run::pipeline(settings, args)),
+        Command::Serve(args) => runtime()?.block_on(run::serve(settings, args)),
+        Command::Bench(args) => runtime()?.block_on(bench::run(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

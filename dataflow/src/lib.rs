@@ -7,3 +7,4 @@ pub mod views;
 pub mod pipeline;
 pub mod publish;
 pub mod snapshot;
+pub mod replica;

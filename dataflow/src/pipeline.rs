@@ -45,9 +45,9 @@ pub struct PipelineConfig {
     pub addresses: Vec<String>,
     /// Where snapshots are written.
     pub data_dir: PathBuf,
-    pub snapshot_interval: Duration,
+    pub snapshot_interval_ms: u64,
     /// How often an idle worker still seals an epoch, so the frontier keeps moving.
-    pub idle_tick: Duration,
+    pub idle_tick_ms: u64,
     /// Most records read into one epoch.
     pub max_batch: usize,
     /// Export views to changelog topics (scale-out mode).
@@ -63,8 +63,8 @@ impl Default for PipelineConfig {
             process: 0,
             addresses: Vec::new(),
             data_dir: PathBuf::from("data/pipeline"),
-            snapshot_interval: Duration::from_secs(10),
-            idle_tick: Duration::from_millis(10),
+            snapshot_interval_ms: 10_000,
+            idle_tick_ms: 10,
             max_batch: 20_000,
             export_changelogs: false,
             changelog_partitions: 4,
@@ -333,7 +333,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             side.push(OutRecord::keyed(decision.topic().name(), decision.key().as_str(), decision.to_json()));
         }
 
-        if !records.is_empty() || last_seal.elapsed() >= shared.config.idle_tick {
+        if !records.is_empty() || last_seal.elapsed() >= Duration::from_millis(shared.config.idle_tick_ms) {
             let offsets = positions(&states);
             if !records.is_empty() {
                 let entry = RemapEntry { worker: index, peers, epoch, offsets: offsets.clone() };
@@ -350,7 +350,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             epoch = (epoch + 1).max(now_ms());
             inputs.advance_to(epoch);
             last_seal = Instant::now();
-            if last_snapshot.elapsed() >= shared.config.snapshot_interval {
+            if last_snapshot.elapsed() >= Duration::from_millis(shared.config.snapshot_interval_ms) {
                 save_snapshots(&snapshots, &states)?;
                 last_snapshot = Instant::now();
             }

@@ -87,6 +87,13 @@ fn upsert<K: Clone + Eq + std::hash::Hash, V: Clone + PartialEq>(
     }
 }
 
+/// A decision about `cause`. Its id and time derive from the cause, so replaying the log
+/// publishes the same decision again (which consumers drop by id), never a second one.
+fn decision(cause: &Envelope, event: Event) -> Envelope {
+    let name = [cause.id.as_bytes().as_slice(), event.type_name().as_bytes()].concat();
+    Envelope { v: shopflow_events::ENVELOPE_VERSION, id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &name), ts: cause.ts, event }
+}
+
 impl PartitionState {
     /// Applies one decoded record at `offset`. Returns false if it was a duplicate.
     pub fn apply(&mut self, offset: u64, envelope: &Envelope, out: &mut Changes) -> bool {
@@ -140,7 +147,7 @@ impl PartitionState {
                 let available = self.stock.get(&key).copied().unwrap_or(0);
                 let level = available + e.delta;
                 if level < 0 {
-                    out.decisions.push(Envelope::new(Event::StockAdjustmentRejected(StockAdjustmentRejected {
+                    out.decisions.push(decision(envelope, Event::StockAdjustmentRejected(StockAdjustmentRejected {
                         event_id: envelope.id,
                         product_id: e.product_id.clone(),
                         warehouse_id: e.warehouse_id.clone(),
@@ -278,13 +285,20 @@ mod tests {
     }
 
     #[test]
-    fn an_adjustment_below_zero_is_rejected_as_a_decision() {
-        let mut state = PartitionState::default();
-        let mut out = Changes::default();
-        state.apply(0, &env(Event::StockReceived(StockReceived { product_id: "p".into(), warehouse_id: "w".into(), quantity: 2 })), &mut out);
-        state.apply(1, &env(Event::StockAdjusted(StockAdjusted { product_id: "p".into(), warehouse_id: "w".into(), delta: -3, reason: "count".into() })), &mut out);
-        assert_eq!(out.stock.len(), 1, "the level stays at 2");
-        assert!(matches!(&out.decisions[0].event, Event::StockAdjustmentRejected(r) if r.available == 2 && r.delta == -3));
+    fn an_adjustment_below_zero_is_rejected_as_a_decision_replayed_under_the_same_id() {
+        let receipt = env(Event::StockReceived(StockReceived { product_id: "p".into(), warehouse_id: "w".into(), quantity: 2 }));
+        let adjustment = env(Event::StockAdjusted(StockAdjusted { product_id: "p".into(), warehouse_id: "w".into(), delta: -3, reason: "count".into() }));
+        let run = || {
+            let mut state = PartitionState::default();
+            let mut out = Changes::default();
+            state.apply(0, &receipt, &mut out);
+            state.apply(1, &adjustment, &mut out);
+            out
+        };
+        let (first, replay) = (run(), run());
+        assert_eq!(first.stock.len(), 1, "the level stays at 2");
+        assert!(matches!(&first.decisions[0].event, Event::StockAdjustmentRejected(r) if r.available == 2 && r.delta == -3));
+        assert_eq!(first.decisions, replay.decisions);
     }
 
     #[test]

@@ -1,0 +1,8 @@
+//! The macro benchmark harness (filled in below).
+
+#[derive(clap::Args)]
+pub struct BenchArgs {}
+
+pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}

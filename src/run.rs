@@ -1,0 +1,190 @@
+//! The three ways to run shopflow.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use shopflow_dataflow::pipeline::{self, PipelineConfig};
+use shopflow_dataflow::views::Views;
+use shopflow_events::Topic;
+use shopflow_ingest::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, TopicSpec};
+use shopflow_serving::Application;
+
+use crate::settings::{LogSettings, Settings};
+use crate::{demo, LogArgs, PipelineArgs, ServeArgs, UpArgs};
+
+fn apply_log_args(settings: &mut LogSettings, args: &LogArgs) {
+    if let Some(kafka) = &args.kafka {
+        settings.kafka = Some(kafka.clone());
+    }
+    if let Some(ns) = &args.namespace {
+        settings.namespace = ns.clone();
+    }
+    if let Some(dir) = &args.data_dir {
+        settings.data_dir = dir.clone();
+    }
+    if let Some(p) = args.partitions {
+        settings.partitions = p;
+    }
+}
+
+pub async fn open_log(settings: &LogSettings) -> anyhow::Result<Arc<dyn EventLog>> {
+    let log: Arc<dyn EventLog> = match &settings.kafka {
+        Some(brokers) => {
+            let config = KafkaConfig::new(brokers.clone()).with_namespace(settings.namespace.clone());
+            let log = KafkaLog::connect(config).context("connecting to kafka")?;
+            log.check().await.with_context(|| format!("kafka at {brokers} is not reachable"))?;
+            Arc::new(log)
+        }
+        None => {
+            let dir = settings.data_dir.join("log");
+            Arc::new(EmbeddedLog::open(&dir).with_context(|| format!("opening the embedded log in {}", dir.display()))?)
+        }
+    };
+    for topic in Topic::ALL {
+        let partitions = if topic == Topic::Dlq { 1 } else { settings.partitions };
+        log.ensure_topic(&TopicSpec::new(topic.name(), partitions)).await?;
+    }
+    Ok(log)
+}
+
+async fn start_pipeline(
+    config: PipelineConfig,
+    log: Arc<dyn EventLog>,
+    views: Option<Arc<Views>>,
+) -> anyhow::Result<pipeline::PipelineHandle> {
+    // Starting blocks on the log (topic metadata), so it runs off the async workers.
+    Ok(tokio::task::spawn_blocking(move || pipeline::start(config, log, views)).await??)
+}
+
+async fn stop_pipeline(handle: pipeline::PipelineHandle) -> anyhow::Result<()> {
+    Ok(tokio::task::spawn_blocking(move || handle.stop()).await??)
+}
+
+pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
+    apply_log_args(&mut settings.log, &args.log);
+    if let Some(w) = args.workers {
+        settings.pipeline.workers = w;
+    }
+    if let Some(listen) = args.listen {
+        settings.serving.listen = listen;
+    }
+    settings.pipeline.data_dir = settings.log.data_dir.join("pipeline");
+    let log = open_log(&settings.log).await?;
+
+    let catalog_written: u64 = log.end_offsets(Topic::Catalog.name()).await?.iter().sum();
+    if catalog_written == 0 && args.demo_products > 0 {
+        let records = demo::records(args.demo_products);
+        let count = records.len();
+        for chunk in records.chunks(1_000) {
+            log.append(chunk.to_vec()).await?;
+        }
+        tracing::info!(events = count, "demo catalog loaded");
+    }
+
+    let views = Arc::new(Views::new());
+    let handle = start_pipeline(settings.pipeline.clone(), log.clone(), Some(views.clone())).await?;
+    let app = Application::build(settings.serving.clone(), log.clone(), views).await?;
+    let base = format!("http://{}", app.local_addr());
+    let auth = match &settings.serving.admin_token {
+        Some(_) => " -H 'authorization: Bearer $SHOPFLOW_SERVING__ADMIN_TOKEN'",
+        None => "",
+    };
+    println!(
+        "\nshopflow is up ({} log, {} pipeline workers)\n\n  browse:  {base}/api/v1/products\n  metrics: {base}/metrics\n\n  \
+         curl -s {base}/api/v1/products?limit=3\n  \
+         curl -si{auth} -X POST {base}/api/v1/products -H 'content-type: application/json' \\\n    \
+         -d '{{\"name\":\"Tea Pot\",\"price\":{{\"amount_minor\":2599,\"currency\":\"EUR\"}},\"category_id\":\"kitchen\",\"brand_id\":\"acme\",\"supplier_id\":\"sup-eu\"}}'\n  \
+         curl -s -H 'x-consistency-token: <token from the answer>' {base}/api/v1/products/<id>\n",
+        log.backend(),
+        settings.pipeline.workers,
+    );
+    app.run_until_stopped(shutdown_signal()).await?;
+    stop_pipeline(handle).await?;
+    tracing::info!("shopflow stopped");
+    Ok(())
+}
+
+pub async fn pipeline(mut settings: Settings, args: PipelineArgs) -> anyhow::Result<()> {
+    apply_log_args(&mut settings.log, &args.log);
+    let config = &mut settings.pipeline;
+    if let Some(w) = args.workers {
+        config.workers = w;
+    }
+    if let Some(p) = args.process {
+        config.process = p;
+    }
+    if let Some(addresses) = args.addresses {
+        config.addresses = addresses;
+    }
+    config.export_changelogs = true;
+    config.data_dir = settings.log.data_dir.join(format!("pipeline-{}", config.process));
+    let log = open_log(&settings.log).await?;
+    let handle = start_pipeline(settings.pipeline.clone(), log, None).await?;
+    tracing::info!(process = settings.pipeline.process, workers = settings.pipeline.workers, "pipeline running");
+    let stop = handle.stop_flag();
+    let mut handle = handle;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        // A worker that failed raises the stop flag; the process ends with it.
+        _ = wait_for_flag(stop.clone()) => tracing::error!("a pipeline worker stopped the pipeline"),
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::task::spawn_blocking(move || handle.join()).await??;
+    Ok(())
+}
+
+pub async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
+    apply_log_args(&mut settings.log, &args.log);
+    if let Some(listen) = args.listen {
+        settings.serving.listen = listen;
+    }
+    anyhow::ensure!(
+        settings.log.kafka.is_some(),
+        "serve is a read replica of a pipeline cluster and needs --kafka (the embedded log belongs to one process: use `shopflow up`)"
+    );
+    let log = open_log(&settings.log).await?;
+    let mut export = settings.pipeline.clone();
+    export.export_changelogs = true;
+    pipeline::ensure_topics(log.as_ref(), &export).await?;
+    let views = Arc::new(Views::new());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tail = {
+        let (log, views, stop) = (log.clone(), views.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || shopflow_dataflow::replica::spawn(log, views, stop)).await??
+    };
+    let app = Application::build(settings.serving.clone(), log, views).await?;
+    println!("shopflow replica serving on http://{}", app.local_addr());
+    app.run_until_stopped(shutdown_signal()).await?;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = tokio::task::spawn_blocking(move || tail.join()).await;
+    Ok(())
+}
+
+async fn wait_for_flag(flag: Arc<std::sync::atomic::AtomicBool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+        tick.tick().await;
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("sigint received, shutting down"),
+        _ = terminate => tracing::info!("sigterm received, shutting down"),
+    }
+}
