@@ -132,8 +132,9 @@ impl Nmf {
         }
         let g = self.fold_gram.as_slice().expect("standard layout");
         let mut w = vec![0.0; k];
+        let mut grad = vec![0.0; k];
         for _ in 0..max_sweeps.max(1) {
-            let (_, step) = cd_row(&mut w, &xrow, g, self.l1_w);
+            let (_, step) = cd_row(&mut w, &xrow, g, self.l1_w, &mut grad);
             let scale = w.iter().fold(0.0f64, |a, &b| a.max(b));
             if step <= tol * scale || step == 0.0 {
                 break;

@@ -273,6 +273,7 @@ async fn every_invalid_request_gets_a_4xx_json_error() -> Result<()> {
     expect_error(get("/api/v1/nothing-here").send().await?, StatusCode::NOT_FOUND, "route_not_found").await?;
     expect_error(get("/").send().await?, StatusCode::NOT_FOUND, "route_not_found").await?;
     let r = app.admin(Method::PUT, "/api/v1/products").send().await?;
+    ensure!(r.headers()["allow"] == "GET,HEAD,POST", "{:?}", r.headers().get("allow"));
     expect_error(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await?;
     let r = app.admin(Method::DELETE, "/api/v1/warehouses").send().await?;
     expect_error(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await?;
@@ -489,5 +490,37 @@ async fn health_and_metrics_are_served() -> Result<()> {
     ensure!(has(r#"route="unmatched""#), "{text}");
     ensure!(text.contains("http_request_duration_seconds_bucket"), "latency histogram: {text}");
     app.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_waiting_read_finish() -> Result<()> {
+    let mut app = spawn_app().await;
+    let r = app.admin(Method::POST, "/api/v1/products").json(&product_body()).send().await?;
+    let body = json_body(r).await?;
+    let (id, token) = (body["id"].as_str().unwrap().to_owned(), body["consistency_token"].as_str().unwrap().to_owned());
+    let appended = app.appended.recv().await.context("append")?;
+
+    let mut waiting = app.state.waiting_reads();
+    let read = tokio::spawn({
+        let client = app.client.clone();
+        let url = app.url(&format!("/api/v1/products/{id}?consistency_token={token}"));
+        async move { client.get(url).send().await }
+    });
+    waiting.wait_for(|n| *n == 1).await?;
+    app.begin_stop();
+    // Shutdown has begun once the listener is closed: new connections are refused.
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        tokio::task::yield_now().await;
+    }
+    ensure!(!read.is_finished(), "the in-flight read was cut off by the shutdown");
+    // ...but the in-flight read is still served, and answered once the view has the row.
+    apply_like_pipeline(&app.views, &appended, &mut HashMap::new());
+    let response = read.await??;
+    ensure!(response.status() == StatusCode::OK, "{}", response.status());
+    let state = app.state.clone();
+    app.stop().await;
+    ensure!(*state.waiting_reads().borrow() == 0);
     Ok(())
 }

@@ -69,6 +69,11 @@ impl Progress {
         }
     }
 
+    /// A receiver that changes whenever the frontier or a covered offset advances.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// The epoch (milliseconds since the Unix epoch) below which every view is complete.
     pub fn frontier(&self) -> u64 {
         self.state.lock().frontier

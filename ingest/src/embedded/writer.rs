@@ -87,7 +87,8 @@ enum Pending {
 /// be rolled back if the commit fails, and published if it succeeds.
 #[derive(Default)]
 struct Undo {
-    ends: HashMap<(String, u32), u64>,
+    /// Each touched topic's end offsets from before this group.
+    ends: HashMap<String, Vec<u64>>,
     new_topics: Vec<String>,
 }
 
@@ -107,9 +108,9 @@ fn commit_group(shared: &Shared, topics: &mut HashMap<String, TopicState>, reqs:
         }
         Err(e) => {
             tracing::error!(error = %e, "embedded log commit failed");
-            for ((topic, partition), end) in undo.ends {
+            for (topic, ends) in undo.ends {
                 if let Some(t) = topics.get_mut(&topic) {
-                    t.ends[partition as usize] = end;
+                    t.ends = ends;
                 }
             }
             for name in undo.new_topics {
@@ -136,7 +137,7 @@ fn write_group(
 ) -> Result<(), LogError> {
     let txn = shared.db.begin_write().map_err(storage)?;
     {
-        let mut tables: HashMap<String, Vec<Option<Table<'_, u64, &'static [u8]>>>> = HashMap::new();
+        let mut tables: HashMap<String, Slots<'_>> = HashMap::new();
         let mut meta = txn.open_table(TOPICS).map_err(storage)?;
         let now = now_ms();
         for req in reqs {
@@ -166,16 +167,26 @@ fn write_group(
                         }
                     };
                     let mut positions = Vec::with_capacity(records.len());
-                    for (rec, partition) in records.iter().zip(targets) {
-                        let topic = topics.get_mut(&rec.topic).ok_or_else(|| storage("topic vanished"))?;
-                        let slot = &mut topic.ends[partition as usize];
-                        let offset = *slot;
-                        undo.ends.entry((rec.topic.clone(), partition)).or_insert(offset);
-                        *slot += 1;
-                        let table = open(&txn, &mut tables, &rec.topic, topic.partitions, partition)?;
-                        codec::encode_into(buf, now, &rec.key, rec.value.as_deref());
-                        table.insert(offset, buf.as_slice()).map_err(storage)?;
-                        positions.push(Position::new(rec.topic.clone(), partition, offset));
+                    // Batches are mostly one topic: look the topic up once per run of records.
+                    let mut start = 0;
+                    while start < records.len() {
+                        let name = &records[start].topic;
+                        let end = records[start..].iter().position(|r| r.topic != *name).map_or(records.len(), |k| start + k);
+                        let topic = topics.get_mut(name).ok_or_else(|| storage("topic vanished"))?;
+                        if !undo.ends.contains_key(name) {
+                            undo.ends.insert(name.clone(), topic.ends.clone());
+                        }
+                        let slots = table_slots(&mut tables, name, topic.partitions);
+                        for (rec, &partition) in records[start..end].iter().zip(&targets[start..end]) {
+                            let slot = &mut topic.ends[partition as usize];
+                            let offset = *slot;
+                            *slot += 1;
+                            let table = open(&txn, slots, name, partition)?;
+                            codec::encode_into(buf, now, &rec.key, rec.value.as_deref());
+                            table.insert(offset, buf.as_slice()).map_err(storage)?;
+                            positions.push(Position::new(name.clone(), partition, offset));
+                        }
+                        start = end;
                     }
                     pending.push(Pending::Positions(reply, positions));
                 }
@@ -185,9 +196,13 @@ fn write_group(
             }
         }
         let mut ends = txn.open_table(ENDS).map_err(storage)?;
-        for (topic, partition) in undo.ends.keys() {
-            let end = topics.get(topic).map_or(0, |t| t.ends[*partition as usize]);
-            ends.insert((topic.as_str(), *partition), end).map_err(storage)?;
+        for (topic, before) in &undo.ends {
+            let Some(now) = topics.get(topic) else { continue };
+            for (partition, (old, new)) in before.iter().zip(&now.ends).enumerate() {
+                if old != new {
+                    ends.insert((topic.as_str(), partition as u32), *new).map_err(storage)?;
+                }
+            }
         }
     }
     txn.commit().map_err(storage)
@@ -206,17 +221,18 @@ fn resolve(topics: &HashMap<String, TopicState>, records: &[OutRecord]) -> Resul
         .collect()
 }
 
+type Slots<'t> = Vec<Option<Table<'t, u64, &'static [u8]>>>;
+
+fn table_slots<'t, 'm>(tables: &'m mut HashMap<String, Slots<'t>>, topic: &str, partitions: u32) -> &'m mut Slots<'t> {
+    tables.entry(topic.to_string()).or_insert_with(|| (0..partitions).map(|_| None).collect())
+}
+
 fn open<'t, 'm>(
     txn: &'t WriteTransaction,
-    tables: &'m mut HashMap<String, Vec<Option<Table<'t, u64, &'static [u8]>>>>,
+    slots: &'m mut Slots<'t>,
     topic: &str,
-    partitions: u32,
     partition: u32,
 ) -> Result<&'m mut Table<'t, u64, &'static [u8]>, LogError> {
-    if !tables.contains_key(topic) {
-        tables.insert(topic.to_string(), (0..partitions).map(|_| None).collect());
-    }
-    let slots = tables.get_mut(topic).ok_or_else(|| storage("table cache"))?;
     let slot = slots.get_mut(partition as usize).ok_or_else(|| storage("table cache"))?;
     if slot.is_none() {
         let name = table_name(topic, partition);
@@ -235,9 +251,9 @@ fn publish(shared: &Shared, topics: &HashMap<String, TopicState>, undo: &Undo) {
             state.topics.insert(name.clone(), t.clone());
         }
     }
-    for (topic, partition) in undo.ends.keys() {
+    for topic in undo.ends.keys() {
         if let (Some(src), Some(dst)) = (topics.get(topic), state.topics.get_mut(topic)) {
-            dst.ends[*partition as usize] = src.ends[*partition as usize];
+            dst.ends.clone_from(&src.ends);
         }
     }
     drop(state);

@@ -120,11 +120,16 @@ impl TestApp {
         }
     }
 
-    /// Graceful stop; returns once the server task has finished.
-    pub async fn stop(mut self) {
+    /// Signals the graceful stop without waiting for it.
+    pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Graceful stop; returns once the server task has finished.
+    pub async fn stop(mut self) {
+        self.begin_stop();
         if let Some(server) = self.server.take() {
             server.await.expect("server task");
         }
