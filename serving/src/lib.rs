@@ -7,6 +7,25 @@
 //! println!("listening on {}", app.local_addr());
 //! app.run_until_stopped(async { tokio::signal::ctrl_c().await.ok(); }).await?;
 //! ```
+//!
+//! # Consistency tokens
+//! A write answers `202 {"id","event_id","consistency_token"}` and the header
+//! `X-Consistency-Token`. The token is `topic:partition:offset`, comma-separated when a write
+//! touched several partitions (`catalog:3:1042`). A read passes it back in the header
+//! `X-Consistency-Token` or the query `?consistency_token=` and may bound its wait with
+//! `X-Consistency-Wait-Ms` / `?wait_ms=` (never more than `read_wait_max`). A malformed token
+//! is `400 invalid_consistency_token`. If the views do not pass the token in time the answer
+//! is **`503 consistency_timeout` with `Retry-After: 1`**: the view is behind, not broken, and
+//! the same read is likely to succeed shortly (504 would blame an upstream gateway).
+//!
+//! # Lag headers (every view read, errors included)
+//! `X-View-Frontier` (epoch ms below which the views are complete), `X-View-Lag-Ms`
+//! (now − frontier), `X-View-Lag-Records` (Σ over source partitions of end offset − covered
+//! offset; end offsets from a background poll, absent until the first poll succeeded).
+//!
+//! # Errors
+//! Body: `{"error":{"code":"...","message":"...","field":"..."}}` (`field` for validation).
+//! See [`ApiError::code`] and [`ApiError::status`] for the full table.
 
 mod app;
 pub mod auth;
