@@ -13,7 +13,15 @@ const BATCH: usize = 1000;
 const VALUE: [u8; 200] = [b'x'; 200];
 
 fn batch(topic: &str, seq: usize) -> Vec<OutRecord> {
-    (0..BATCH).map(|i| OutRecord::keyed(topic, format!("key-{}", (seq * BATCH + i) % 10_000), VALUE.to_vec())).collect()
+    (0..BATCH)
+        .map(|i| {
+            OutRecord::keyed(
+                topic,
+                format!("key-{}", (seq * BATCH + i) % 10_000),
+                VALUE.to_vec(),
+            )
+        })
+        .collect()
 }
 
 fn append(c: &mut Criterion) {

@@ -21,7 +21,11 @@ pub struct TopicSpec {
 
 impl TopicSpec {
     pub fn new(name: impl Into<String>, partitions: u32) -> Self {
-        Self { name: name.into(), partitions, compacted: false }
+        Self {
+            name: name.into(),
+            partitions,
+            compacted: false,
+        }
     }
 
     pub fn compacted(mut self) -> Self {
@@ -42,14 +46,25 @@ pub struct OutRecord {
 }
 
 impl OutRecord {
-    pub fn keyed(topic: impl Into<String>, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Self { topic: topic.into(), partition: None, key: key.into(), value: Some(value.into()) }
+    pub fn keyed(
+        topic: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Self {
+        Self {
+            topic: topic.into(),
+            partition: None,
+            key: key.into(),
+            value: Some(value.into()),
+        }
     }
 }
 
 /// A place in the log: the offset of one record in one topic partition. As a read position it
 /// is the offset of the next record to read.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Position {
     pub topic: String,
     pub partition: u32,
@@ -58,7 +73,11 @@ pub struct Position {
 
 impl Position {
     pub fn new(topic: impl Into<String>, partition: u32, offset: u64) -> Self {
-        Self { topic: topic.into(), partition, offset }
+        Self {
+            topic: topic.into(),
+            partition,
+            offset,
+        }
     }
 }
 

@@ -63,10 +63,13 @@ pub fn nisshi_path() -> PathBuf {
     if let Some(p) = std::env::var_os("SHOPFLOW_NISSHI") {
         return PathBuf::from(p);
     }
-    let tools = std::env::var_os("SHOPFLOW_TOOLS").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-        home.join(".cache/shopflow/tools")
-    });
+    let tools = std::env::var_os("SHOPFLOW_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home =
+                std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+            home.join(".cache/shopflow/tools")
+        });
     tools.join("bin/nisshi")
 }
 
@@ -81,7 +84,11 @@ pub fn kafka_broker() -> BrokerHandle {
 pub fn try_kafka_broker() -> Result<BrokerHandle, String> {
     if let Ok(addr) = std::env::var("SHOPFLOW_TEST_KAFKA") {
         if !addr.is_empty() {
-            return Ok(BrokerHandle { addr, child: None, log_path: None });
+            return Ok(BrokerHandle {
+                addr,
+                child: None,
+                log_path: None,
+            });
         }
     }
     let mut last = String::new();
@@ -97,28 +104,50 @@ pub fn try_kafka_broker() -> Result<BrokerHandle, String> {
 
 fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| format!("local addr: {e}"))
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("local addr: {e}"))
 }
 
 fn start_nisshi() -> Result<BrokerHandle, String> {
     let bin = nisshi_path();
     if !bin.exists() {
-        return Err(format!("{} not found: run `scripts/broker.sh install` or set SHOPFLOW_NISSHI", bin.display()));
+        return Err(format!(
+            "{} not found: run `scripts/broker.sh install` or set SHOPFLOW_NISSHI",
+            bin.display()
+        ));
     }
     let port = free_port()?;
     let url = format!("tcp://127.0.0.1:{port}");
-    let log_path = std::env::temp_dir().join(format!("shopflow-nisshi-{}-{port}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+    let log_path =
+        std::env::temp_dir().join(format!("shopflow-nisshi-{}-{port}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("create {}: {e}", log_path.display()))?;
     let err_log = log.try_clone().map_err(|e| format!("dup log: {e}"))?;
     let child = Command::new(&bin)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-        .args(["--storage-engine", "memory://nisshi/", "--group-initial-rebalance-delay", "0s"])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args([
+            "--storage-engine",
+            "memory://nisshi/",
+            "--group-initial-rebalance-delay",
+            "0s",
+        ])
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err_log)
         .spawn()
         .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-    let mut handle = BrokerHandle { addr: format!("127.0.0.1:{port}"), child: Some(child), log_path: Some(log_path) };
+    let mut handle = BrokerHandle {
+        addr: format!("127.0.0.1:{port}"),
+        child: Some(child),
+        log_path: Some(log_path),
+    };
     wait_ready(&mut handle)?;
     tracing::info!(addr = %handle.addr, "started nisshi broker");
     Ok(handle)
@@ -127,21 +156,43 @@ fn start_nisshi() -> Result<BrokerHandle, String> {
 /// Ready means: the port accepts connections and a metadata request gets an answer.
 fn wait_ready(handle: &mut BrokerHandle) -> Result<(), String> {
     let deadline = Instant::now() + STARTUP_DEADLINE;
-    let sock: SocketAddr = handle.addr.parse().map_err(|e| format!("address {}: {e}", handle.addr))?;
+    let sock: SocketAddr = handle
+        .addr
+        .parse()
+        .map_err(|e| format!("address {}: {e}", handle.addr))?;
     let tail = |h: &BrokerHandle| {
-        h.log_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|s| s.chars().rev().take(2000).collect::<String>().chars().rev().collect::<String>()).unwrap_or_default()
+        h.log_path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|s| {
+                s.chars()
+                    .rev()
+                    .take(2000)
+                    .collect::<String>()
+                    .chars()
+                    .rev()
+                    .collect::<String>()
+            })
+            .unwrap_or_default()
     };
     loop {
         if let Some(child) = handle.child.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("nisshi exited with {status} during startup:\n{}", tail(handle)));
+                return Err(format!(
+                    "nisshi exited with {status} during startup:\n{}",
+                    tail(handle)
+                ));
             }
         }
         if Instant::now() >= deadline {
-            return Err(format!("nisshi not ready after {STARTUP_DEADLINE:?}:\n{}", tail(handle)));
+            return Err(format!(
+                "nisshi not ready after {STARTUP_DEADLINE:?}:\n{}",
+                tail(handle)
+            ));
         }
         if TcpStream::connect_timeout(&sock, Duration::from_millis(500)).is_ok() {
-            let probe: Result<BaseConsumer, _> = KafkaConfig::new(handle.addr.clone()).client().create();
+            let probe: Result<BaseConsumer, _> =
+                KafkaConfig::new(handle.addr.clone()).client().create();
             if let Ok(c) = probe {
                 if c.fetch_metadata(None, Duration::from_secs(2)).is_ok() {
                     return Ok(());

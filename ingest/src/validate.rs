@@ -6,7 +6,12 @@ use crate::{LogError, TopicSpec};
 /// topic that works locally also works on a broker.
 pub(crate) fn topic_name(name: &str) -> Result<(), LogError> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > 249 || name == "." || name == ".." || !name.chars().all(legal) {
+    if name.is_empty()
+        || name.len() > 249
+        || name == "."
+        || name == ".."
+        || !name.chars().all(legal)
+    {
         return Err(LogError::Invalid(format!("illegal topic name {name:?}")));
     }
     Ok(())
@@ -15,19 +20,30 @@ pub(crate) fn topic_name(name: &str) -> Result<(), LogError> {
 pub(crate) fn spec(spec: &TopicSpec) -> Result<(), LogError> {
     topic_name(&spec.name)?;
     if spec.partitions == 0 || spec.partitions > i32::MAX as u32 {
-        return Err(LogError::Invalid(format!("topic {} needs 1..=2^31-1 partitions", spec.name)));
+        return Err(LogError::Invalid(format!(
+            "topic {} needs 1..=2^31-1 partitions",
+            spec.name
+        )));
     }
     Ok(())
 }
 
 /// The partition a record goes to: the explicit one if it exists, else the key's.
-pub(crate) fn partition(topic: &str, explicit: Option<u32>, key: &[u8], partitions: u32) -> Result<u32, LogError> {
+pub(crate) fn partition(
+    topic: &str,
+    explicit: Option<u32>,
+    key: &[u8],
+    partitions: u32,
+) -> Result<u32, LogError> {
     if partitions == 0 {
         return Err(LogError::UnknownTopic(topic.to_string()));
     }
     match explicit {
         Some(p) if p < partitions => Ok(p),
-        Some(p) => Err(LogError::UnknownPartition { topic: topic.to_string(), partition: p }),
+        Some(p) => Err(LogError::UnknownPartition {
+            topic: topic.to_string(),
+            partition: p,
+        }),
         None => Ok(shopflow_events::partition_for(key, partitions)),
     }
 }

@@ -22,13 +22,19 @@ struct Fixture {
 fn embedded() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = shopflow_ingest::EmbeddedLog::open(dir.path()).expect("open embedded log");
-    Fixture { log: Arc::new(log), _guard: Box::new(dir) }
+    Fixture {
+        log: Arc::new(log),
+        _guard: Box::new(dir),
+    }
 }
 
 fn kafka() -> Fixture {
     let broker = shopflow_ingest::testing::kafka_broker();
     let log = shopflow_ingest::KafkaLog::connect(broker.config()).expect("kafka client");
-    Fixture { log: Arc::new(log), _guard: Box::new(broker) }
+    Fixture {
+        log: Arc::new(log),
+        _guard: Box::new(broker),
+    }
 }
 
 fn rec(topic: &str, key: &str, value: &str) -> OutRecord {
@@ -36,11 +42,17 @@ fn rec(topic: &str, key: &str, value: &str) -> OutRecord {
 }
 
 fn on(topic: &str, partition: u32, key: &str, value: &str) -> OutRecord {
-    OutRecord { partition: Some(partition), ..rec(topic, key, value) }
+    OutRecord {
+        partition: Some(partition),
+        ..rec(topic, key, value)
+    }
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// Polls until `n` records came, failing at the deadline; then checks nothing more is pending.
@@ -48,17 +60,30 @@ fn read_exactly(reader: &mut dyn LogReader, n: usize) -> Vec<Record> {
     let deadline = Instant::now() + DEADLINE;
     let mut out = Vec::new();
     while out.len() < n {
-        assert!(Instant::now() < deadline, "read {} of {n} records before the deadline", out.len());
-        out.extend(reader.poll(n - out.len(), Duration::from_millis(200)).expect("poll"));
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {n} records before the deadline",
+            out.len()
+        );
+        out.extend(
+            reader
+                .poll(n - out.len(), Duration::from_millis(200))
+                .expect("poll"),
+        );
     }
     assert_eq!(out.len(), n, "read more records than written");
     out
 }
 
-fn by_partition(records: &[Record]) -> BTreeMap<u32, Vec<(u64, Vec<u8>, Option<Vec<u8>>)>> {
+/// (offset, key, value)
+type Stored = (u64, Vec<u8>, Option<Vec<u8>>);
+
+fn by_partition(records: &[Record]) -> BTreeMap<u32, Vec<Stored>> {
     let mut map: BTreeMap<u32, Vec<_>> = BTreeMap::new();
     for r in records {
-        map.entry(r.partition).or_default().push((r.offset, r.key.clone(), r.value.clone()));
+        map.entry(r.partition)
+            .or_default()
+            .push((r.offset, r.key.clone(), r.value.clone()));
     }
     map
 }
@@ -77,13 +102,28 @@ fn ensure_topic_is_idempotent(log: &dyn EventLog) {
 }
 
 fn bad_input_is_an_error(log: &dyn EventLog) {
-    assert!(matches!(block_on(log.partitions("nope")), Err(LogError::UnknownTopic(_))));
-    assert!(matches!(block_on(log.ensure_topic(&TopicSpec::new("zero", 0))), Err(LogError::Invalid(_))));
-    assert!(matches!(block_on(log.ensure_topic(&TopicSpec::new("bad/name", 1))), Err(LogError::Invalid(_))));
-    assert!(matches!(block_on(log.append(vec![rec("nope", "k", "v")])), Err(LogError::UnknownTopic(_))));
+    assert!(matches!(
+        block_on(log.partitions("nope")),
+        Err(LogError::UnknownTopic(_))
+    ));
+    assert!(matches!(
+        block_on(log.ensure_topic(&TopicSpec::new("zero", 0))),
+        Err(LogError::Invalid(_))
+    ));
+    assert!(matches!(
+        block_on(log.ensure_topic(&TopicSpec::new("bad/name", 1))),
+        Err(LogError::Invalid(_))
+    ));
+    assert!(matches!(
+        block_on(log.append(vec![rec("nope", "k", "v")])),
+        Err(LogError::UnknownTopic(_))
+    ));
     block_on(log.ensure_topic(&TopicSpec::new("small", 2))).unwrap();
     let err = block_on(log.append(vec![rec("small", "a", "1"), on("small", 2, "b", "2")]));
-    assert!(matches!(err, Err(LogError::UnknownPartition { partition: 2, .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(LogError::UnknownPartition { partition: 2, .. })),
+        "{err:?}"
+    );
     // The valid record of the rejected batch was not written either.
     assert_eq!(block_on(log.end_offsets("small")).unwrap(), vec![0, 0]);
     assert!(log.reader(&[Position::new("small", 7, 0)]).is_err());
@@ -100,7 +140,15 @@ fn keyed_records_land_on_partition_for(log: &dyn EventLog) {
         assert_eq!(pos.topic, "carts");
         assert_eq!(pos.partition, partition_for(key.as_bytes(), 4), "key {key}");
     }
-    assert!(positions.iter().map(|p| p.partition).collect::<HashSet<_>>().len() > 1, "keys spread over partitions");
+    assert!(
+        positions
+            .iter()
+            .map(|p| p.partition)
+            .collect::<HashSet<_>>()
+            .len()
+            > 1,
+        "keys spread over partitions"
+    );
     // An explicit partition wins over the key.
     let key = "user-0";
     let other = (partition_for(key.as_bytes(), 4) + 1) % 4;
@@ -111,25 +159,65 @@ fn keyed_records_land_on_partition_for(log: &dyn EventLog) {
 fn offsets_are_dense_and_positions_in_input_order(log: &dyn EventLog) {
     block_on(log.ensure_topic(&TopicSpec::new("payments", 3))).unwrap();
     let plan = [0u32, 1, 0, 2, 2, 0, 1, 0];
-    let records = plan.iter().enumerate().map(|(i, p)| on("payments", *p, "k", &format!("v{i}"))).collect();
+    let records = plan
+        .iter()
+        .enumerate()
+        .map(|(i, p)| on("payments", *p, "k", &format!("v{i}")))
+        .collect();
     let first = block_on(log.append(records)).unwrap();
-    let expected: Vec<(u32, u64)> = vec![(0, 0), (1, 0), (0, 1), (2, 0), (2, 1), (0, 2), (1, 1), (0, 3)];
-    assert_eq!(first.iter().map(|p| (p.partition, p.offset)).collect::<Vec<_>>(), expected);
-    let second = block_on(log.append(vec![on("payments", 1, "k", "x"), on("payments", 0, "k", "y")])).unwrap();
-    assert_eq!(second.iter().map(|p| (p.partition, p.offset)).collect::<Vec<_>>(), vec![(1, 2), (0, 4)]);
-    assert_eq!(block_on(log.end_offsets("payments")).unwrap(), vec![5, 3, 2]);
+    let expected: Vec<(u32, u64)> = vec![
+        (0, 0),
+        (1, 0),
+        (0, 1),
+        (2, 0),
+        (2, 1),
+        (0, 2),
+        (1, 1),
+        (0, 3),
+    ];
+    assert_eq!(
+        first
+            .iter()
+            .map(|p| (p.partition, p.offset))
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let second = block_on(log.append(vec![
+        on("payments", 1, "k", "x"),
+        on("payments", 0, "k", "y"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        second
+            .iter()
+            .map(|p| (p.partition, p.offset))
+            .collect::<Vec<_>>(),
+        vec![(1, 2), (0, 4)]
+    );
+    assert_eq!(
+        block_on(log.end_offsets("payments")).unwrap(),
+        vec![5, 3, 2]
+    );
 }
 
 fn readers_read_exactly_from_start_middle_and_end(log: &dyn EventLog) {
     block_on(log.ensure_topic(&TopicSpec::new("catalog", 3))).unwrap();
-    let records = (0..60).map(|i| on("catalog", i % 3, &format!("k{i}"), &format!("v{i}"))).collect();
+    let records = (0..60)
+        .map(|i| on("catalog", i % 3, &format!("k{i}"), &format!("v{i}")))
+        .collect();
     block_on(log.append(records)).unwrap();
-    let expected = |p: u32, from: u64| -> Vec<(u64, Vec<u8>, Option<Vec<u8>>)> {
+    let expected = |p: u32, from: u64| -> Vec<Stored> {
         (0..60u32)
             .filter(|i| i % 3 == p)
             .enumerate()
             .skip(from as usize)
-            .map(|(off, i)| (off as u64, format!("k{i}").into_bytes(), Some(format!("v{i}").into_bytes())))
+            .map(|(off, i)| {
+                (
+                    off as u64,
+                    format!("k{i}").into_bytes(),
+                    Some(format!("v{i}").into_bytes()),
+                )
+            })
             .collect()
     };
 
@@ -142,20 +230,32 @@ fn readers_read_exactly_from_start_middle_and_end(log: &dyn EventLog) {
     }
 
     // Different starting points per partition, and a subset of partitions.
-    let from_middle = vec![Position::new("catalog", 0, 7), Position::new("catalog", 2, 19)];
+    let from_middle = vec![
+        Position::new("catalog", 0, 7),
+        Position::new("catalog", 2, 19),
+    ];
     let mut reader = log.reader(&from_middle).unwrap();
     let got = by_partition(&read_exactly(&mut *reader, 13 + 1));
     assert_eq!(got[&0], expected(0, 7));
     assert_eq!(got[&2], expected(2, 19));
     assert!(!got.contains_key(&1));
-    assert!(reader.poll(100, Duration::from_millis(300)).unwrap().is_empty());
+    assert!(reader
+        .poll(100, Duration::from_millis(300))
+        .unwrap()
+        .is_empty());
 
     let from_end: Vec<Position> = (0..3).map(|p| Position::new("catalog", p, 20)).collect();
     let mut reader = log.reader(&from_end).unwrap();
-    assert!(reader.poll(100, Duration::from_millis(300)).unwrap().is_empty());
+    assert!(reader
+        .poll(100, Duration::from_millis(300))
+        .unwrap()
+        .is_empty());
     let pos = block_on(log.append(vec![on("catalog", 1, "late", "x")])).unwrap();
     let got = read_exactly(&mut *reader, 1);
-    assert_eq!((got[0].partition, got[0].offset, got[0].key.as_slice()), (1, 20, &b"late"[..]));
+    assert_eq!(
+        (got[0].partition, got[0].offset, got[0].key.as_slice()),
+        (1, 20, &b"late"[..])
+    );
     assert_eq!(pos[0], Position::new("catalog", 1, 20));
 
     // `max` bounds a batch.
@@ -165,12 +265,21 @@ fn readers_read_exactly_from_start_middle_and_end(log: &dyn EventLog) {
     while batch.is_empty() && Instant::now() < deadline {
         batch = reader.poll(5, Duration::from_millis(200)).unwrap();
     }
-    assert!(!batch.is_empty() && batch.len() <= 5, "batch of {}", batch.len());
+    assert!(
+        !batch.is_empty() && batch.len() <= 5,
+        "batch of {}",
+        batch.len()
+    );
 }
 
 fn a_waiting_reader_wakes_on_append(log: &dyn EventLog) {
     block_on(log.ensure_topic(&TopicSpec::new("interactions", 2))).unwrap();
-    let mut reader = log.reader(&[Position::new("interactions", 0, 0), Position::new("interactions", 1, 0)]).unwrap();
+    let mut reader = log
+        .reader(&[
+            Position::new("interactions", 0, 0),
+            Position::new("interactions", 1, 0),
+        ])
+        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
         tx.send(()).unwrap();
@@ -183,7 +292,10 @@ fn a_waiting_reader_wakes_on_append(log: &dyn EventLog) {
     let (got, waited) = waiter.join().unwrap();
     assert_eq!(got.len(), 1, "woke with the appended record");
     assert_eq!((got[0].partition, got[0].offset), (1, 0));
-    assert!(waited < Duration::from_secs(10), "woke by the append, not the timeout ({waited:?})");
+    assert!(
+        waited < Duration::from_secs(10),
+        "woke by the append, not the timeout ({waited:?})"
+    );
 }
 
 fn tombstones_and_empty_values_read_back(log: &dyn EventLog) {
@@ -191,18 +303,39 @@ fn tombstones_and_empty_values_read_back(log: &dyn EventLog) {
     let before = now_ms();
     let records = vec![
         rec("views", "a", "1"),
-        OutRecord { topic: "views".into(), partition: None, key: b"a".to_vec(), value: None },
-        OutRecord { topic: "views".into(), partition: None, key: b"b".to_vec(), value: Some(Vec::new()) },
+        OutRecord {
+            topic: "views".into(),
+            partition: None,
+            key: b"a".to_vec(),
+            value: None,
+        },
+        OutRecord {
+            topic: "views".into(),
+            partition: None,
+            key: b"b".to_vec(),
+            value: Some(Vec::new()),
+        },
     ];
     block_on(log.append(records)).unwrap();
     let after = now_ms();
-    let got = read_exactly(&mut *log.reader(&[Position::new("views", 0, 0)]).unwrap(), 3);
+    let got = read_exactly(
+        &mut *log.reader(&[Position::new("views", 0, 0)]).unwrap(),
+        3,
+    );
     assert_eq!(got[0].value.as_deref(), Some(&b"1"[..]));
     assert_eq!(got[1].value, None, "tombstone");
     assert_eq!(got[1].key, b"a");
-    assert_eq!(got[2].value.as_deref(), Some(&b""[..]), "an empty value is not a tombstone");
+    assert_eq!(
+        got[2].value.as_deref(),
+        Some(&b""[..]),
+        "an empty value is not a tombstone"
+    );
     for r in &got {
-        assert!(r.timestamp_ms >= before - 1000 && r.timestamp_ms <= after + 1000, "timestamp {}", r.timestamp_ms);
+        assert!(
+            r.timestamp_ms >= before - 1000 && r.timestamp_ms <= after + 1000,
+            "timestamp {}",
+            r.timestamp_ms
+        );
     }
 }
 
@@ -217,16 +350,31 @@ fn concurrent_appenders_lose_nothing(log: Arc<dyn EventLog>) {
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 for b in 0..BATCHES {
-                    let batch = (0..PER_BATCH).map(|i| rec("inventory", &format!("t{t}-{}", i % 5), &format!("{t}:{b}:{i}"))).collect();
+                    let batch = (0..PER_BATCH)
+                        .map(|i| {
+                            rec(
+                                "inventory",
+                                &format!("t{t}-{}", i % 5),
+                                &format!("{t}:{b}:{i}"),
+                            )
+                        })
+                        .collect();
                     acked.extend(block_on(log.append(batch)).unwrap());
                 }
                 acked
             })
         })
         .collect();
-    let acked: Vec<Position> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let acked: Vec<Position> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     let total = THREADS * BATCHES * PER_BATCH;
-    assert_eq!(acked.iter().collect::<HashSet<_>>().len(), total, "every append got its own position");
+    assert_eq!(
+        acked.iter().collect::<HashSet<_>>().len(),
+        total,
+        "every append got its own position"
+    );
     let ends = block_on(log.end_offsets("inventory")).unwrap();
     assert_eq!(ends.iter().sum::<u64>() as usize, total);
 
@@ -236,7 +384,11 @@ fn concurrent_appenders_lose_nothing(log: Arc<dyn EventLog>) {
     assert_eq!(values.len(), total, "no record lost or duplicated");
     for (p, recs) in by_partition(&got) {
         let offsets: Vec<u64> = recs.iter().map(|r| r.0).collect();
-        assert_eq!(offsets, (0..ends[p as usize]).collect::<Vec<_>>(), "dense offsets in partition {p}");
+        assert_eq!(
+            offsets,
+            (0..ends[p as usize]).collect::<Vec<_>>(),
+            "dense offsets in partition {p}"
+        );
     }
     // Per key, records keep the order their appender sent them in.
     let mut last: BTreeMap<Vec<u8>, (usize, usize)> = BTreeMap::new();
@@ -245,7 +397,11 @@ fn concurrent_appenders_lose_nothing(log: Arc<dyn EventLog>) {
         let parts: Vec<usize> = v.split(':').map(|x| x.parse().unwrap()).collect();
         let seq = (parts[1], parts[2]);
         if let Some(prev) = last.insert(r.key.clone(), seq) {
-            assert!(prev < seq, "order kept for key {:?}", String::from_utf8_lossy(&r.key));
+            assert!(
+                prev < seq,
+                "order kept for key {:?}",
+                String::from_utf8_lossy(&r.key)
+            );
         }
     }
 }

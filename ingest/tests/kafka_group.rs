@@ -12,7 +12,11 @@ fn read(consumer: &mut GroupConsumer, n: usize) -> Vec<Record> {
     let mut out = Vec::new();
     while out.len() < n {
         assert!(Instant::now() < deadline, "read {} of {n}", out.len());
-        out.extend(consumer.poll(n - out.len(), Duration::from_millis(200)).unwrap());
+        out.extend(
+            consumer
+                .poll(n - out.len(), Duration::from_millis(200))
+                .unwrap(),
+        );
     }
     out
 }
@@ -23,7 +27,11 @@ fn a_group_resumes_after_its_committed_offsets() {
     let config = broker.config();
     let log = KafkaLog::connect(config.clone()).unwrap();
     block_on(log.ensure_topic(&TopicSpec::new("decisions", 2))).unwrap();
-    let batch = |from: usize| (from..from + 10).map(|i| OutRecord::keyed("decisions", format!("o{i}"), format!("{i}"))).collect();
+    let batch = |from: usize| {
+        (from..from + 10)
+            .map(|i| OutRecord::keyed("decisions", format!("o{i}"), format!("{i}")))
+            .collect()
+    };
     block_on(log.append(batch(0))).unwrap();
 
     let mut first = GroupConsumer::subscribe(&config, "sink", &["decisions"]).unwrap();
@@ -40,7 +48,18 @@ fn a_group_resumes_after_its_committed_offsets() {
     block_on(log.append(batch(10))).unwrap();
     let mut second = GroupConsumer::subscribe(&config, "sink", &["decisions"]).unwrap();
     let got = read(&mut second, 10);
-    let mut values: Vec<usize> = got.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap()).parse().unwrap()).collect();
+    let mut values: Vec<usize> = got
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(r.value.as_deref().unwrap())
+                .parse()
+                .unwrap()
+        })
+        .collect();
     values.sort_unstable();
-    assert_eq!(values, (10..20).collect::<Vec<_>>(), "resumed after the commit, nothing re-read");
+    assert_eq!(
+        values,
+        (10..20).collect::<Vec<_>>(),
+        "resumed after the commit, nothing re-read"
+    );
 }

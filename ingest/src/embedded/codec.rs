@@ -37,12 +37,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, LogError> {
     let klen = u32::from_le_bytes(klen.try_into().map_err(|_| corrupt())?) as usize;
     let key_end = HEADER.checked_add(klen).ok_or_else(corrupt)?;
     let key = bytes.get(HEADER..key_end).ok_or_else(corrupt)?;
-    let value = match bytes.get(key_end).ok_or_else(corrupt)? {
-        &TOMBSTONE => None,
-        &VALUE => Some(&bytes[key_end + 1..]),
+    let value = match *bytes.get(key_end).ok_or_else(corrupt)? {
+        TOMBSTONE => None,
+        VALUE => Some(&bytes[key_end + 1..]),
         _ => return Err(corrupt()),
     };
-    Ok(Decoded { timestamp_ms, key, value })
+    Ok(Decoded {
+        timestamp_ms,
+        key,
+        value,
+    })
 }
 
 #[cfg(test)]
@@ -52,7 +56,11 @@ mod tests {
     #[test]
     fn round_trips_values_empty_values_and_tombstones() {
         let mut buf = Vec::new();
-        for (key, value) in [(&b"k"[..], Some(&b"v"[..])), (b"", Some(b"")), (b"key", None)] {
+        for (key, value) in [
+            (&b"k"[..], Some(&b"v"[..])),
+            (b"", Some(b"")),
+            (b"key", None),
+        ] {
             encode_into(&mut buf, -5, key, value);
             let d = decode(&buf).unwrap();
             assert_eq!((d.timestamp_ms, d.key, d.value), (-5, key, value));

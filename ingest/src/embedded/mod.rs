@@ -18,8 +18,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::{validate, EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
 use store::{Shared, State};
-use writer::Request;
 pub use writer::CompactionStats;
+use writer::Request;
 
 /// The file inside the log directory.
 pub const DB_FILE: &str = "log.redb";
@@ -57,7 +57,8 @@ impl Drop for Handle {
 impl EmbeddedLog {
     /// Opens (or creates) the log in `dir`.
     pub fn open(dir: &Path) -> Result<Self, LogError> {
-        std::fs::create_dir_all(dir).map_err(|e| LogError::Storage(format!("create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LogError::Storage(format!("create {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
         let db = redb::Database::builder()
             .set_cache_size(256 * 1024 * 1024)
@@ -65,20 +66,37 @@ impl EmbeddedLog {
             .map_err(|e| LogError::Storage(format!("open {}: {e}", path.display())))?;
         let topics = store::load(&db)?;
         tracing::info!(path = %path.display(), topics = topics.len(), "opened embedded log");
-        let shared = Arc::new(Shared { db, state: Mutex::new(State { topics }), appended: Condvar::new() });
+        let shared = Arc::new(Shared {
+            db,
+            state: Mutex::new(State { topics }),
+            appended: Condvar::new(),
+        });
         let (requests, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("shopflow-log-writer".into())
             .spawn(move || writer::run(writer_shared, rx))
             .map_err(|e| LogError::Storage(format!("spawn writer: {e}")))?;
-        Ok(Self { handle: Arc::new(Handle { shared, requests, writer: Some(writer) }) })
+        Ok(Self {
+            handle: Arc::new(Handle {
+                shared,
+                requests,
+                writer: Some(writer),
+            }),
+        })
     }
 
-    async fn request<T>(&self, make: impl FnOnce(writer::Reply<T>) -> Request) -> Result<T, LogError> {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(writer::Reply<T>) -> Request,
+    ) -> Result<T, LogError> {
         let (tx, rx) = oneshot::channel();
-        self.handle.requests.send(make(tx)).map_err(|_| LogError::Unavailable("embedded log writer stopped".into()))?;
-        rx.await.map_err(|_| LogError::Unavailable("embedded log writer stopped".into()))?
+        self.handle
+            .requests
+            .send(make(tx))
+            .map_err(|_| LogError::Unavailable("embedded log writer stopped".into()))?;
+        rx.await
+            .map_err(|_| LogError::Unavailable("embedded log writer stopped".into()))?
     }
 
     /// Keeps only the latest record per key in every partition of a compacted topic, and drops
@@ -89,14 +107,31 @@ impl EmbeddedLog {
     }
 
     /// [`compact`](Self::compact) with an explicit tombstone retention (zero drops them all).
-    pub async fn compact_with(&self, topic: &str, tombstone_retention: Duration) -> Result<CompactionStats, LogError> {
+    pub async fn compact_with(
+        &self,
+        topic: &str,
+        tombstone_retention: Duration,
+    ) -> Result<CompactionStats, LogError> {
         let topic = topic.to_string();
-        self.request(|reply| Request::Compact { topic, tombstone_retention, reply }).await
+        self.request(|reply| Request::Compact {
+            topic,
+            tombstone_retention,
+            reply,
+        })
+        .await
     }
 
-    fn topic_state<T>(&self, topic: &str, f: impl FnOnce(&store::TopicState) -> T) -> Result<T, LogError> {
+    fn topic_state<T>(
+        &self,
+        topic: &str,
+        f: impl FnOnce(&store::TopicState) -> T,
+    ) -> Result<T, LogError> {
         let state = self.handle.shared.state.lock();
-        state.topics.get(topic).map(f).ok_or_else(|| LogError::UnknownTopic(topic.to_string()))
+        state
+            .topics
+            .get(topic)
+            .map(f)
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))
     }
 }
 
@@ -112,7 +147,8 @@ impl EventLog for EmbeddedLog {
             return Ok(());
         }
         let spec = spec.clone();
-        self.request(|reply| Request::EnsureTopic { spec, reply }).await
+        self.request(|reply| Request::EnsureTopic { spec, reply })
+            .await
     }
 
     async fn partitions(&self, topic: &str) -> Result<u32, LogError> {
@@ -123,7 +159,8 @@ impl EventLog for EmbeddedLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        self.request(|reply| Request::Append { records, reply }).await
+        self.request(|reply| Request::Append { records, reply })
+            .await
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
@@ -131,7 +168,9 @@ impl EventLog for EmbeddedLog {
     }
 
     fn reader(&self, from: &[Position]) -> Result<Box<dyn LogReader>, LogError> {
-        Ok(Box::new(reader::EmbeddedReader::new(self.handle.shared.clone(), from)?))
+        Ok(Box::new(reader::EmbeddedReader::new(
+            self.handle.shared.clone(),
+            from,
+        )?))
     }
 }
-

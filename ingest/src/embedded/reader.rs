@@ -30,12 +30,24 @@ impl EmbeddedReader {
         {
             let state = shared.state.lock();
             for pos in from {
-                let topic = state.topics.get(&pos.topic).ok_or_else(|| LogError::UnknownTopic(pos.topic.clone()))?;
+                let topic = state
+                    .topics
+                    .get(&pos.topic)
+                    .ok_or_else(|| LogError::UnknownTopic(pos.topic.clone()))?;
                 if pos.partition >= topic.partitions {
-                    return Err(LogError::UnknownPartition { topic: pos.topic.clone(), partition: pos.partition });
+                    return Err(LogError::UnknownPartition {
+                        topic: pos.topic.clone(),
+                        partition: pos.partition,
+                    });
                 }
-                if assignments.iter().any(|a: &Assignment| *a.topic == *pos.topic && a.partition == pos.partition) {
-                    return Err(LogError::Invalid(format!("partition {}/{} assigned twice", pos.topic, pos.partition)));
+                if assignments
+                    .iter()
+                    .any(|a: &Assignment| *a.topic == *pos.topic && a.partition == pos.partition)
+                {
+                    return Err(LogError::Invalid(format!(
+                        "partition {}/{} assigned twice",
+                        pos.topic, pos.partition
+                    )));
                 }
                 assignments.push(Assignment {
                     topic: topic.name.clone(),
@@ -45,7 +57,11 @@ impl EmbeddedReader {
                 });
             }
         }
-        Ok(Self { shared, assignments, rotation: 0 })
+        Ok(Self {
+            shared,
+            assignments,
+            rotation: 0,
+        })
     }
 
     /// Blocks until some assigned partition has records past its read position, or the
@@ -56,12 +72,27 @@ impl EmbeddedReader {
             let ends: Vec<u64> = self
                 .assignments
                 .iter()
-                .map(|a| state.topics.get(&*a.topic).map_or(0, |t| t.ends[a.partition as usize]))
+                .map(|a| {
+                    state
+                        .topics
+                        .get(&*a.topic)
+                        .map_or(0, |t| t.ends[a.partition as usize])
+                })
                 .collect();
-            if self.assignments.iter().zip(&ends).any(|(a, end)| a.next < *end) {
+            if self
+                .assignments
+                .iter()
+                .zip(&ends)
+                .any(|(a, end)| a.next < *end)
+            {
                 return Some(ends);
             }
-            if self.shared.appended.wait_until(&mut state, deadline).timed_out() {
+            if self
+                .shared
+                .appended
+                .wait_until(&mut state, deadline)
+                .timed_out()
+            {
                 return None;
             }
         }
@@ -75,7 +106,9 @@ impl LogReader for EmbeddedReader {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let Some(ends) = self.wait_for_data(deadline) else { return Ok(Vec::new()) };
+            let Some(ends) = self.wait_for_data(deadline) else {
+                return Ok(Vec::new());
+            };
             let txn = self.shared.db.begin_read().map_err(storage)?;
             let mut out = Vec::with_capacity(max.min(4096));
             let n = self.assignments.len();

@@ -65,10 +65,21 @@ pub(crate) fn load(db: &Database) -> Result<HashMap<String, TopicState>, LogErro
         let (partitions, compacted) = meta.value();
         let mut topic_ends = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
-            let end = ends.get((name.as_str(), p)).map_err(storage)?.map_or(0, |g| g.value());
+            let end = ends
+                .get((name.as_str(), p))
+                .map_err(storage)?
+                .map_or(0, |g| g.value());
             topic_ends.push(end);
         }
-        out.insert(name.clone(), TopicState { name: name.into(), partitions, compacted, ends: topic_ends });
+        out.insert(
+            name.clone(),
+            TopicState {
+                name: name.into(),
+                partitions,
+                compacted,
+                ends: topic_ends,
+            },
+        );
     }
     Ok(out)
 }

@@ -20,9 +20,19 @@ const MAX_GROUP_RECORDS: usize = 64 * 1024;
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 
 pub(crate) enum Request {
-    Append { records: Vec<OutRecord>, reply: Reply<Vec<Position>> },
-    EnsureTopic { spec: TopicSpec, reply: Reply<()> },
-    Compact { topic: String, tombstone_retention: Duration, reply: Reply<CompactionStats> },
+    Append {
+        records: Vec<OutRecord>,
+        reply: Reply<Vec<Position>>,
+    },
+    EnsureTopic {
+        spec: TopicSpec,
+        reply: Reply<()>,
+    },
+    Compact {
+        topic: String,
+        tombstone_retention: Duration,
+        reply: Reply<CompactionStats>,
+    },
 }
 
 impl Request {
@@ -59,13 +69,19 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Request>) {
         }
         // Compaction rewrites whole partitions, so it gets its own transaction after the
         // group's appends rather than bloating theirs.
-        let (compactions, writes): (Vec<_>, Vec<_>) =
-            group.into_iter().partition(|r| matches!(r, Request::Compact { .. }));
+        let (compactions, writes): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .partition(|r| matches!(r, Request::Compact { .. }));
         if !writes.is_empty() {
             commit_group(&shared, &mut topics, writes, &mut buf);
         }
         for req in compactions {
-            if let Request::Compact { topic, tombstone_retention, reply } = req {
+            if let Request::Compact {
+                topic,
+                tombstone_retention,
+                reply,
+            } = req
+            {
                 let result = compact(&shared, &topics, &topic, tombstone_retention);
                 if let Err(e) = &result {
                     tracing::warn!(topic, error = %e, "compaction failed");
@@ -92,7 +108,12 @@ struct Undo {
     new_topics: Vec<String>,
 }
 
-fn commit_group(shared: &Shared, topics: &mut HashMap<String, TopicState>, reqs: Vec<Request>, buf: &mut Vec<u8>) {
+fn commit_group(
+    shared: &Shared,
+    topics: &mut HashMap<String, TopicState>,
+    reqs: Vec<Request>,
+    buf: &mut Vec<u8>,
+) {
     let mut pending = Vec::with_capacity(reqs.len());
     let mut undo = Undo::default();
     let result = write_group(shared, topics, reqs, buf, &mut pending, &mut undo);
@@ -119,7 +140,9 @@ fn commit_group(shared: &Shared, topics: &mut HashMap<String, TopicState>, reqs:
             let msg = e.to_string();
             for p in pending {
                 match p {
-                    Pending::Positions(reply, _) => drop(reply.send(Err(LogError::Storage(msg.clone())))),
+                    Pending::Positions(reply, _) => {
+                        drop(reply.send(Err(LogError::Storage(msg.clone()))))
+                    }
                     Pending::Unit(reply) => drop(reply.send(Err(LogError::Storage(msg.clone())))),
                 }
             }
@@ -144,7 +167,8 @@ fn write_group(
             match req {
                 Request::EnsureTopic { spec, reply } => {
                     if !topics.contains_key(&spec.name) {
-                        meta.insert(spec.name.as_str(), (spec.partitions, spec.compacted)).map_err(storage)?;
+                        meta.insert(spec.name.as_str(), (spec.partitions, spec.compacted))
+                            .map_err(storage)?;
                         topics.insert(
                             spec.name.clone(),
                             TopicState {
@@ -171,13 +195,20 @@ fn write_group(
                     let mut start = 0;
                     while start < records.len() {
                         let name = &records[start].topic;
-                        let end = records[start..].iter().position(|r| r.topic != *name).map_or(records.len(), |k| start + k);
-                        let topic = topics.get_mut(name).ok_or_else(|| storage("topic vanished"))?;
+                        let end = records[start..]
+                            .iter()
+                            .position(|r| r.topic != *name)
+                            .map_or(records.len(), |k| start + k);
+                        let topic = topics
+                            .get_mut(name)
+                            .ok_or_else(|| storage("topic vanished"))?;
                         if !undo.ends.contains_key(name) {
                             undo.ends.insert(name.clone(), topic.ends.clone());
                         }
                         let slots = table_slots(&mut tables, name, topic.partitions);
-                        for (rec, &partition) in records[start..end].iter().zip(&targets[start..end]) {
+                        for (rec, &partition) in
+                            records[start..end].iter().zip(&targets[start..end])
+                        {
                             let slot = &mut topic.ends[partition as usize];
                             let offset = *slot;
                             *slot += 1;
@@ -191,16 +222,20 @@ fn write_group(
                     pending.push(Pending::Positions(reply, positions));
                 }
                 Request::Compact { reply, .. } => {
-                    let _ = reply.send(Err(LogError::Invalid("compaction in a write group".into())));
+                    let _ =
+                        reply.send(Err(LogError::Invalid("compaction in a write group".into())));
                 }
             }
         }
         let mut ends = txn.open_table(ENDS).map_err(storage)?;
         for (topic, before) in &undo.ends {
-            let Some(now) = topics.get(topic) else { continue };
+            let Some(now) = topics.get(topic) else {
+                continue;
+            };
             for (partition, (old, new)) in before.iter().zip(&now.ends).enumerate() {
                 if old != new {
-                    ends.insert((topic.as_str(), partition as u32), *new).map_err(storage)?;
+                    ends.insert((topic.as_str(), partition as u32), *new)
+                        .map_err(storage)?;
                 }
             }
         }
@@ -210,11 +245,16 @@ fn write_group(
 
 /// Validates a whole append before any of it is written, so a bad record fails its request
 /// alone and leaves no partial write behind.
-fn resolve(topics: &HashMap<String, TopicState>, records: &[OutRecord]) -> Result<Vec<u32>, LogError> {
+fn resolve(
+    topics: &HashMap<String, TopicState>,
+    records: &[OutRecord],
+) -> Result<Vec<u32>, LogError> {
     records
         .iter()
         .map(|rec| {
-            let topic = topics.get(&rec.topic).ok_or_else(|| LogError::UnknownTopic(rec.topic.clone()))?;
+            let topic = topics
+                .get(&rec.topic)
+                .ok_or_else(|| LogError::UnknownTopic(rec.topic.clone()))?;
             validate::sizes(&rec.key, rec.value.as_deref())?;
             validate::partition(&rec.topic, rec.partition, &rec.key, topic.partitions)
         })
@@ -223,8 +263,14 @@ fn resolve(topics: &HashMap<String, TopicState>, records: &[OutRecord]) -> Resul
 
 type Slots<'t> = Vec<Option<Table<'t, u64, &'static [u8]>>>;
 
-fn table_slots<'t, 'm>(tables: &'m mut HashMap<String, Slots<'t>>, topic: &str, partitions: u32) -> &'m mut Slots<'t> {
-    tables.entry(topic.to_string()).or_insert_with(|| (0..partitions).map(|_| None).collect())
+fn table_slots<'t, 'm>(
+    tables: &'m mut HashMap<String, Slots<'t>>,
+    topic: &str,
+    partitions: u32,
+) -> &'m mut Slots<'t> {
+    tables
+        .entry(topic.to_string())
+        .or_insert_with(|| (0..partitions).map(|_| None).collect())
 }
 
 fn open<'t, 'm>(
@@ -233,7 +279,9 @@ fn open<'t, 'm>(
     topic: &str,
     partition: u32,
 ) -> Result<&'m mut Table<'t, u64, &'static [u8]>, LogError> {
-    let slot = slots.get_mut(partition as usize).ok_or_else(|| storage("table cache"))?;
+    let slot = slots
+        .get_mut(partition as usize)
+        .ok_or_else(|| storage("table cache"))?;
     if slot.is_none() {
         let name = table_name(topic, partition);
         *slot = Some(txn.open_table(LogTable::new(&name)).map_err(storage)?);
@@ -266,11 +314,14 @@ fn compact(
     topic: &str,
     tombstone_retention: Duration,
 ) -> Result<CompactionStats, LogError> {
-    let state = topics.get(topic).ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
+    let state = topics
+        .get(topic)
+        .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
     if !state.compacted {
         return Err(LogError::Invalid(format!("topic {topic} is not compacted")));
     }
-    let cutoff = now_ms().saturating_sub(i64::try_from(tombstone_retention.as_millis()).unwrap_or(i64::MAX));
+    let cutoff =
+        now_ms().saturating_sub(i64::try_from(tombstone_retention.as_millis()).unwrap_or(i64::MAX));
     let mut stats = CompactionStats::default();
     let txn = shared.db.begin_write().map_err(storage)?;
     for partition in 0..state.partitions {
@@ -300,10 +351,17 @@ fn compact(
         stats.removed += doomed.len() as u64;
     }
     txn.commit().map_err(storage)?;
-    tracing::info!(topic, removed = stats.removed, retained = stats.retained, "compacted topic");
+    tracing::info!(
+        topic,
+        removed = stats.removed,
+        retained = stats.retained,
+        "compacted topic"
+    );
     Ok(stats)
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

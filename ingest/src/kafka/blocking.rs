@@ -14,11 +14,14 @@ where
     F: FnOnce() -> Result<T, LogError> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    let spawned = std::thread::Builder::new().name(format!("kafka-{name}")).spawn(move || {
-        let _ = tx.send(f());
-    });
+    let spawned = std::thread::Builder::new()
+        .name(format!("kafka-{name}"))
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
     async move {
         spawned.map_err(|e| LogError::Unavailable(format!("spawn {name} thread: {e}")))?;
-        rx.await.map_err(|_| LogError::Unavailable(format!("{name} thread panicked")))?
+        rx.await
+            .map_err(|_| LogError::Unavailable(format!("{name} thread panicked")))?
     }
 }

@@ -61,7 +61,8 @@ impl KafkaConfig {
         if self.namespace.is_empty() {
             Some(full)
         } else {
-            full.strip_prefix(self.namespace.as_str())?.strip_prefix('.')
+            full.strip_prefix(self.namespace.as_str())?
+                .strip_prefix('.')
         }
     }
 

@@ -19,12 +19,20 @@ pub struct GroupConsumer {
 impl GroupConsumer {
     /// Joins group `{namespace}.{group_id}` for the given logical topics. Without a committed
     /// offset a partition starts at its earliest record.
-    pub fn subscribe(config: &KafkaConfig, group_id: &str, topics: &[&str]) -> Result<Self, LogError> {
+    pub fn subscribe(
+        config: &KafkaConfig,
+        group_id: &str,
+        topics: &[&str],
+    ) -> Result<Self, LogError> {
         let consumer: BaseConsumer = config.consumer(group_id).create().map_err(kafka_error)?;
         let full: Vec<String> = topics.iter().map(|t| config.qualify(t)).collect();
         let refs: Vec<&str> = full.iter().map(String::as_str).collect();
         consumer.subscribe(&refs).map_err(kafka_error)?;
-        Ok(Self { consumer, batcher: Batcher::new(config), config: config.clone() })
+        Ok(Self {
+            consumer,
+            batcher: Batcher::new(config),
+            config: config.clone(),
+        })
     }
 
     /// Up to `max` records of the partitions currently assigned to this member. Polling also
@@ -41,11 +49,18 @@ impl GroupConsumer {
         }
         let mut tpl = TopicPartitionList::with_capacity(next.len());
         for pos in next {
-            let offset = i64::try_from(pos.offset).map_err(|_| LogError::Invalid(format!("offset {pos} too large")))?;
-            tpl.add_partition_offset(&self.config.qualify(&pos.topic), pos.partition as i32, Offset::Offset(offset))
-                .map_err(kafka_error)?;
+            let offset = i64::try_from(pos.offset)
+                .map_err(|_| LogError::Invalid(format!("offset {pos} too large")))?;
+            tpl.add_partition_offset(
+                &self.config.qualify(&pos.topic),
+                pos.partition as i32,
+                Offset::Offset(offset),
+            )
+            .map_err(kafka_error)?;
         }
-        self.consumer.commit(&tpl, CommitMode::Sync).map_err(kafka_error)
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(kafka_error)
     }
 }
 

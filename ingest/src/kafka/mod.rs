@@ -51,11 +51,18 @@ impl KafkaLog {
     /// use [`check`](Self::check) to find out whether the cluster is reachable.
     pub fn connect(config: KafkaConfig) -> Result<Self, LogError> {
         let producer: FutureProducer = config.producer().create().map_err(kafka_error)?;
-        let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(kafka_error)?;
+        let admin: AdminClient<DefaultClientContext> =
+            config.client().create().map_err(kafka_error)?;
         let meta: BaseConsumer = config.assigned_consumer().create().map_err(kafka_error)?;
         tracing::info!(brokers = %config.brokers, namespace = %config.namespace, "kafka log configured");
         Ok(Self {
-            inner: Arc::new(Inner { config, producer, admin, meta: Arc::new(meta), partitions: RwLock::new(HashMap::new()) }),
+            inner: Arc::new(Inner {
+                config,
+                producer,
+                admin,
+                meta: Arc::new(meta),
+                partitions: RwLock::new(HashMap::new()),
+            }),
         })
     }
 
@@ -67,18 +74,33 @@ impl KafkaLog {
     pub async fn check(&self) -> Result<(), LogError> {
         let meta = self.inner.meta.clone();
         let timeout = self.inner.config.request_timeout;
-        blocking::run("metadata", move || meta.fetch_metadata(None, timeout).map(|_| ()).map_err(kafka_error)).await
+        blocking::run("metadata", move || {
+            meta.fetch_metadata(None, timeout)
+                .map(|_| ())
+                .map_err(kafka_error)
+        })
+        .await
     }
 
     /// The partition count of a topic straight from the brokers, or `None` if they do not
     /// know it.
-    fn fetch_partitions(meta: &BaseConsumer, full: &str, timeout: Duration) -> Result<Option<u32>, LogError> {
-        let md = meta.fetch_metadata(Some(full), timeout).map_err(kafka_error)?;
-        let Some(topic) = md.topics().iter().find(|t| t.name() == full) else { return Ok(None) };
+    fn fetch_partitions(
+        meta: &BaseConsumer,
+        full: &str,
+        timeout: Duration,
+    ) -> Result<Option<u32>, LogError> {
+        let md = meta
+            .fetch_metadata(Some(full), timeout)
+            .map_err(kafka_error)?;
+        let Some(topic) = md.topics().iter().find(|t| t.name() == full) else {
+            return Ok(None);
+        };
         match topic.error().map(RDKafkaErrorCode::from) {
             None if !topic.partitions().is_empty() => Ok(Some(topic.partitions().len() as u32)),
             None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(None),
-            Some(code) => Err(LogError::Unavailable(format!("metadata for {full}: {code}"))),
+            Some(code) => Err(LogError::Unavailable(format!(
+                "metadata for {full}: {code}"
+            ))),
         }
     }
 
@@ -90,9 +112,11 @@ impl KafkaLog {
         let meta = self.inner.meta.clone();
         let full = self.inner.config.qualify(topic);
         let timeout = self.inner.config.request_timeout;
-        let n = blocking::run("metadata", move || Self::fetch_partitions(&meta, &full, timeout))
-            .await?
-            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
+        let n = blocking::run("metadata", move || {
+            Self::fetch_partitions(&meta, &full, timeout)
+        })
+        .await?
+        .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
         self.inner.partitions.write().insert(topic.to_string(), n);
         Ok(n)
     }
@@ -110,7 +134,9 @@ impl KafkaLog {
     ) -> Result<DeliveryFuture, LogError> {
         let rec = &records[index];
         loop {
-            let mut fr = FutureRecord::<[u8], [u8]>::to(full).partition(partition as i32).key(rec.key.as_slice());
+            let mut fr = FutureRecord::<[u8], [u8]>::to(full)
+                .partition(partition as i32)
+                .key(rec.key.as_slice());
             if let Some(v) = &rec.value {
                 fr = fr.payload(v.as_slice());
             }
@@ -118,7 +144,10 @@ impl KafkaLog {
                 Ok(f) => return Ok(f),
                 Err((e, _unsent)) => e,
             };
-            let queue_full = matches!(err, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+            let queue_full = matches!(
+                err,
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+            );
             if !queue_full || done.len() >= futures.len() {
                 return Err(kafka_error(err));
             }
@@ -129,11 +158,18 @@ impl KafkaLog {
         }
     }
 
-    async fn delivered(f: &mut DeliveryFuture, topic: &str, partition: u32) -> Result<Position, LogError> {
+    async fn delivered(
+        f: &mut DeliveryFuture,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Position, LogError> {
         match f.await {
             Ok(Ok(d)) => Ok(Position::new(topic, d.partition as u32, d.offset as u64)),
             Ok(Err((e, _))) => Err(match e.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::UnknownTopicOrPartition) => LogError::UnknownPartition { topic: topic.into(), partition },
+                Some(RDKafkaErrorCode::UnknownTopicOrPartition) => LogError::UnknownPartition {
+                    topic: topic.into(),
+                    partition,
+                },
                 _ => kafka_error(e),
             }),
             Err(_) => Err(LogError::Unavailable("producer dropped a delivery".into())),
@@ -150,18 +186,35 @@ impl EventLog for KafkaLog {
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
         validate::spec(spec)?;
         let full = self.inner.config.qualify(&spec.name);
-        let mut topic = NewTopic::new(&full, spec.partitions as i32, TopicReplication::Fixed(self.inner.config.replication_factor));
+        let mut topic = NewTopic::new(
+            &full,
+            spec.partitions as i32,
+            TopicReplication::Fixed(self.inner.config.replication_factor),
+        );
         if spec.compacted {
             topic = topic.set("cleanup.policy", "compact");
         }
         let timeout = self.inner.config.request_timeout;
-        let opts = AdminOptions::new().request_timeout(Some(timeout)).operation_timeout(Some(timeout));
-        let results = self.inner.admin.create_topics([&topic], &opts).await.map_err(kafka_error)?;
+        let opts = AdminOptions::new()
+            .request_timeout(Some(timeout))
+            .operation_timeout(Some(timeout));
+        let results = self
+            .inner
+            .admin
+            .create_topics([&topic], &opts)
+            .await
+            .map_err(kafka_error)?;
         for r in results {
             match r {
-                Ok(_) => tracing::info!(topic = %full, partitions = spec.partitions, "created topic"),
+                Ok(_) => {
+                    tracing::info!(topic = %full, partitions = spec.partitions, "created topic")
+                }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => return Err(LogError::Unavailable(format!("create topic {name}: {code}"))),
+                Err((name, code)) => {
+                    return Err(LogError::Unavailable(format!(
+                        "create topic {name}: {code}"
+                    )))
+                }
             }
         }
         // Creation is acknowledged by the controller before every broker's metadata shows the
@@ -173,7 +226,9 @@ impl EventLog for KafkaLog {
                 return Ok(n);
             }
             if Instant::now() >= deadline {
-                return Err(LogError::Unavailable(format!("topic {full} not visible after creation")));
+                return Err(LogError::Unavailable(format!(
+                    "topic {full} not visible after creation"
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         })
@@ -206,8 +261,20 @@ impl EventLog for KafkaLog {
         let mut futures: Vec<(DeliveryFuture, u32)> = Vec::with_capacity(records.len());
         let mut done: Vec<Result<Position, LogError>> = Vec::with_capacity(records.len());
         for (rec, partition) in records.iter().zip(targets) {
-            let full = names.entry(&rec.topic).or_insert_with(|| self.inner.config.qualify(&rec.topic)).clone();
-            let f = self.enqueue(&full, partition, &records, futures.len(), &mut futures, &mut done).await?;
+            let full = names
+                .entry(&rec.topic)
+                .or_insert_with(|| self.inner.config.qualify(&rec.topic))
+                .clone();
+            let f = self
+                .enqueue(
+                    &full,
+                    partition,
+                    &records,
+                    futures.len(),
+                    &mut futures,
+                    &mut done,
+                )
+                .await?;
             futures.push((f, partition));
         }
         for (i, rec) in records.iter().enumerate().skip(done.len()) {
@@ -224,7 +291,11 @@ impl EventLog for KafkaLog {
         let timeout = self.inner.config.request_timeout;
         blocking::run("watermarks", move || {
             (0..n)
-                .map(|p| meta.fetch_watermarks(&full, p as i32, timeout).map(|(_, high)| high.max(0) as u64).map_err(kafka_error))
+                .map(|p| {
+                    meta.fetch_watermarks(&full, p as i32, timeout)
+                        .map(|(_, high)| high.max(0) as u64)
+                        .map_err(kafka_error)
+                })
                 .collect()
         })
         .await
@@ -239,16 +310,26 @@ impl EventLog for KafkaLog {
                 None => {
                     validate::topic_name(&pos.topic)?;
                     let full = self.inner.config.qualify(&pos.topic);
-                    let n = Self::fetch_partitions(&self.inner.meta, &full, self.inner.config.request_timeout)?
-                        .ok_or_else(|| LogError::UnknownTopic(pos.topic.clone()))?;
+                    let n = Self::fetch_partitions(
+                        &self.inner.meta,
+                        &full,
+                        self.inner.config.request_timeout,
+                    )?
+                    .ok_or_else(|| LogError::UnknownTopic(pos.topic.clone()))?;
                     known.insert(&pos.topic, n);
                     n
                 }
             };
             if pos.partition >= n {
-                return Err(LogError::UnknownPartition { topic: pos.topic.clone(), partition: pos.partition });
+                return Err(LogError::UnknownPartition {
+                    topic: pos.topic.clone(),
+                    partition: pos.partition,
+                });
             }
         }
-        Ok(Box::new(reader::KafkaReader::assigned(&self.inner.config, from)?))
+        Ok(Box::new(reader::KafkaReader::assigned(
+            &self.inner.config,
+            from,
+        )?))
     }
 }

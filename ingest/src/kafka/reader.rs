@@ -21,14 +21,18 @@ pub(crate) struct Batcher {
 
 impl Batcher {
     pub(crate) fn new(config: &KafkaConfig) -> Self {
-        Self { config: config.clone(), names: HashMap::new() }
+        Self {
+            config: config.clone(),
+            names: HashMap::new(),
+        }
     }
 
     fn record(&mut self, m: &BorrowedMessage<'_>) -> Record {
         let topic = match self.names.get(m.topic()) {
             Some(t) => t.clone(),
             None => {
-                let logical: Arc<str> = self.config.unqualify(m.topic()).unwrap_or(m.topic()).into();
+                let logical: Arc<str> =
+                    self.config.unqualify(m.topic()).unwrap_or(m.topic()).into();
                 self.names.insert(m.topic().to_string(), logical.clone());
                 logical
             }
@@ -46,7 +50,12 @@ impl Batcher {
     /// Waits up to `timeout` for a first message, then takes whatever else is already fetched.
     /// Errors from librdkafka here are transient (it retries connections itself), so they are
     /// logged rather than returned: a reader outlives broker restarts.
-    pub(crate) fn poll(&mut self, consumer: &BaseConsumer, max: usize, timeout: Duration) -> Result<Vec<Record>, LogError> {
+    pub(crate) fn poll(
+        &mut self,
+        consumer: &BaseConsumer,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Record>, LogError> {
         let mut out = Vec::new();
         if max == 0 {
             return Ok(out);
@@ -87,12 +96,20 @@ impl KafkaReader {
         let consumer: BaseConsumer = config.assigned_consumer().create().map_err(kafka_error)?;
         let mut tpl = TopicPartitionList::with_capacity(from.len());
         for pos in from {
-            let offset = i64::try_from(pos.offset).map_err(|_| LogError::Invalid(format!("offset {pos} too large")))?;
-            tpl.add_partition_offset(&config.qualify(&pos.topic), pos.partition as i32, Offset::Offset(offset))
-                .map_err(kafka_error)?;
+            let offset = i64::try_from(pos.offset)
+                .map_err(|_| LogError::Invalid(format!("offset {pos} too large")))?;
+            tpl.add_partition_offset(
+                &config.qualify(&pos.topic),
+                pos.partition as i32,
+                Offset::Offset(offset),
+            )
+            .map_err(kafka_error)?;
         }
         consumer.assign(&tpl).map_err(kafka_error)?;
-        Ok(Self { consumer, batcher: Batcher::new(config) })
+        Ok(Self {
+            consumer,
+            batcher: Batcher::new(config),
+        })
     }
 }
 
