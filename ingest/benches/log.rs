@@ -1,13 +1,18 @@
 //! Embedded log throughput: `embedded_append` (batches of 1000 records of 200 B, one appender
 //! and four concurrent ones sharing group commits) and `embedded_read` (a reader draining
 //! 200k records from four partitions). Run: `cargo bench -p shopflow-ingest --bench log`.
+//!
+//! With `SHOPFLOW_BENCH_KAFKA=host:port` it also runs `kafka_append` and `kafka_read` against
+//! that broker (in a fresh namespace), for comparison.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::executor::block_on;
-use shopflow_ingest::{EmbeddedLog, EventLog, OutRecord, Position, TopicSpec};
+use shopflow_ingest::{
+    EmbeddedLog, EventLog, KafkaConfig, KafkaLog, OutRecord, Position, TopicSpec,
+};
 
 const BATCH: usize = 1000;
 const VALUE: [u8; 200] = [b'x'; 200];
@@ -85,5 +90,48 @@ fn read(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, read);
+fn kafka(c: &mut Criterion) {
+    let Ok(addr) = std::env::var("SHOPFLOW_BENCH_KAFKA") else {
+        return;
+    };
+    let ns = format!("bench{}", std::process::id());
+    let log = KafkaLog::connect(KafkaConfig::new(addr).with_namespace(ns)).unwrap();
+    block_on(log.ensure_topic(&TopicSpec::new("bench", 4))).unwrap();
+    let mut g = c.benchmark_group("kafka_append");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut seq = 0;
+    g.bench_function("1_appender_batch_1000x200B", |b| {
+        b.iter(|| {
+            seq += 1;
+            block_on(log.append(batch("bench", seq))).unwrap()
+        })
+    });
+    g.finish();
+
+    const TOTAL: usize = 100_000;
+    let ends = block_on(log.end_offsets("bench")).unwrap();
+    for seq in 0..TOTAL / BATCH {
+        block_on(log.append(batch("bench", seq))).unwrap();
+    }
+    let from: Vec<Position> = (0..4)
+        .map(|p| Position::new("bench", p, ends[p as usize]))
+        .collect();
+    let mut g = c.benchmark_group("kafka_read");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.throughput(Throughput::Elements(TOTAL as u64));
+    g.bench_function("drain_100k_x200B_4_partitions", |b| {
+        b.iter(|| {
+            let mut reader = log.reader(&from).unwrap();
+            let mut n = 0;
+            while n < TOTAL {
+                n += reader.poll(1000, Duration::from_secs(1)).unwrap().len();
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append, read, kafka);
 criterion_main!(benches);

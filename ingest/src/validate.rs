@@ -57,3 +57,17 @@ pub(crate) fn sizes(key: &[u8], value: Option<&[u8]>) -> Result<(), LogError> {
     }
     Ok(())
 }
+
+/// A reader owns each of its partitions once; reading one twice would duplicate records.
+pub(crate) fn distinct(from: &[crate::Position]) -> Result<(), LogError> {
+    let mut seen = std::collections::HashSet::with_capacity(from.len());
+    for pos in from {
+        if !seen.insert((pos.topic.as_str(), pos.partition)) {
+            return Err(LogError::Invalid(format!(
+                "partition {}/{} assigned twice",
+                pos.topic, pos.partition
+            )));
+        }
+    }
+    Ok(())
+}

@@ -128,6 +128,11 @@ fn bad_input_is_an_error(log: &dyn EventLog) {
     assert_eq!(block_on(log.end_offsets("small")).unwrap(), vec![0, 0]);
     assert!(log.reader(&[Position::new("small", 7, 0)]).is_err());
     assert!(log.reader(&[Position::new("nope", 0, 0)]).is_err());
+    let twice = [Position::new("small", 0, 0), Position::new("small", 0, 3)];
+    assert!(matches!(
+        log.reader(&twice).map(|_| ()),
+        Err(LogError::Invalid(_))
+    ));
     assert_eq!(block_on(log.append(vec![])).unwrap(), vec![]);
 }
 

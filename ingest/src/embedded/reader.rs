@@ -26,6 +26,7 @@ pub(crate) struct EmbeddedReader {
 
 impl EmbeddedReader {
     pub(crate) fn new(shared: Arc<Shared>, from: &[crate::Position]) -> Result<Self, LogError> {
+        crate::validate::distinct(from)?;
         let mut assignments = Vec::with_capacity(from.len());
         {
             let state = shared.state.lock();
@@ -39,15 +40,6 @@ impl EmbeddedReader {
                         topic: pos.topic.clone(),
                         partition: pos.partition,
                     });
-                }
-                if assignments
-                    .iter()
-                    .any(|a: &Assignment| *a.topic == *pos.topic && a.partition == pos.partition)
-                {
-                    return Err(LogError::Invalid(format!(
-                        "partition {}/{} assigned twice",
-                        pos.topic, pos.partition
-                    )));
                 }
                 assignments.push(Assignment {
                     topic: topic.name.clone(),

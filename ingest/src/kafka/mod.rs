@@ -303,6 +303,7 @@ impl EventLog for KafkaLog {
 
     /// Blocks for a metadata round trip to check the partitions exist.
     fn reader(&self, from: &[Position]) -> Result<Box<dyn LogReader>, LogError> {
+        validate::distinct(from)?;
         let mut known: HashMap<&str, u32> = HashMap::new();
         for pos in from {
             let n = match known.get(pos.topic.as_str()) {
