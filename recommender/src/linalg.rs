@@ -237,20 +237,23 @@ fn orthonormalize_columns(a: &mut Array2<f64>) {
     let l = a.ncols();
     // Work on the transpose so each column is a contiguous row.
     let mut t = a.t().as_standard_layout().into_owned();
+    let m = t.ncols();
+    let ts = t.as_slice_mut().expect("standard layout");
     for j in 0..l {
-        let original = t.row(j).dot(&t.row(j)).sqrt();
+        let (done, rest) = ts.split_at_mut(j * m);
+        let qj = &mut rest[..m];
+        let original = dot(qj, qj).sqrt();
         for _pass in 0..2 {
-            for i in 0..j {
-                let proj = t.row(i).dot(&t.row(j));
-                let qi = t.row(i).to_owned();
-                t.row_mut(j).scaled_add(-proj, &qi);
+            for qi in done.chunks(m) {
+                let proj = dot(qi, qj);
+                axpy(-proj, qi, qj);
             }
         }
-        let norm = t.row(j).dot(&t.row(j)).sqrt();
-        if norm > 1e-10 * original.max(f64::MIN_POSITIVE) && norm > 0.0 {
-            t.row_mut(j).mapv_inplace(|v| v / norm);
+        let norm = dot(qj, qj).sqrt();
+        if norm > 1e-10 * original && norm > 0.0 {
+            qj.iter_mut().for_each(|v| *v /= norm);
         } else {
-            t.row_mut(j).fill(0.0);
+            qj.fill(0.0);
         }
     }
     a.assign(&t.t());
