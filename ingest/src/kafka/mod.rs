@@ -151,6 +151,7 @@ impl KafkaLog {
             if !queue_full || done.len() >= futures.len() {
                 return Err(kafka_error(err));
             }
+            tracing::trace!("producer queue full, waiting for an earlier delivery");
             let i = done.len();
             let (f, p) = &mut futures[i];
             let r = Self::delivered(f, &records[i].topic, *p).await;

@@ -1,5 +1,5 @@
-//! `GroupConsumer` against a real broker: a group member reads what it is assigned, commits,
-//! and a later member of the same group resumes after the commit.
+//! Kafka-only behaviour on a real broker: `GroupConsumer` commits and resumes, and appends larger
+//! than librdkafka's local queue still complete in order.
 
 use std::time::{Duration, Instant};
 
@@ -62,4 +62,32 @@ fn a_group_resumes_after_its_committed_offsets() {
         (10..20).collect::<Vec<_>>(),
         "resumed after the commit, nothing re-read"
     );
+}
+
+#[test]
+fn an_append_larger_than_the_producer_queue_completes_in_order() {
+    let broker = kafka_broker();
+    let mut config = broker.config();
+    // A tiny queue forces the "queue full: wait for an earlier delivery" path.
+    config
+        .overrides
+        .push(("queue.buffering.max.messages".into(), "50".into()));
+    let log = KafkaLog::connect(config).unwrap();
+    block_on(log.ensure_topic(&TopicSpec::new("big", 2))).unwrap();
+    let records: Vec<OutRecord> = (0..2000)
+        .map(|i| OutRecord {
+            partition: Some(i % 2),
+            ..OutRecord::keyed("big", "k", format!("{i}"))
+        })
+        .collect();
+    let positions = block_on(log.append(records)).unwrap();
+    assert_eq!(positions.len(), 2000);
+    for (i, p) in positions.iter().enumerate() {
+        assert_eq!(
+            (p.partition, p.offset),
+            ((i % 2) as u32, (i / 2) as u64),
+            "record {i}"
+        );
+    }
+    assert_eq!(block_on(log.end_offsets("big")).unwrap(), vec![1000, 1000]);
 }
