@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command. Installs what the tests need (cargo-nextest, the nisshi Kafka-protocol
+# broker), starts one broker on 127.0.0.1 shared by every test (each test isolates itself in
+# its own topic namespace), runs the whole suite in parallel, and stops the broker by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install cargo-nextest --locked
+fi
+scripts/broker.sh install
+
+port="${SHOPFLOW_TEST_BROKER_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+scripts/broker.sh start "$port" >/dev/null
+trap 'scripts/broker.sh stop "$port" >/dev/null 2>&1 || true' EXIT
+export SHOPFLOW_TEST_KAFKA="127.0.0.1:$port"
+
+# One build of every test binary, then the run; the binary the system tests spawn is built
+# as part of the root package's test targets.
+cargo nextest run --workspace --all-features --no-fail-fast --profile ci "$@"
