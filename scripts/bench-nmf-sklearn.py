@@ -27,25 +27,25 @@ def main():
     ap.add_argument("--matrix", required=True)
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--iters", type=int, default=200)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
+    # NNDSVD's randomized SVD depends on the seed, and so does the local optimum CD ends
+    # in (spread ~0.1% of the loss on MovieLens), so one fit per seed 0..seeds-1 is timed
+    # and the loss is reported per seed and averaged.
+    ap.add_argument("--seeds", type=int, default=5)
     a = ap.parse_args()
 
     x = sp.csr_matrix(scipy.io.mmread(a.matrix), dtype=np.float64)
-    times = []
-    for _ in range(max(1, a.repeats)):
+    dense = x.toarray()
+    times, losses = [], []
+    for seed in range(max(1, a.seeds)):
         model = NMF(n_components=a.rank, solver="cd", init="nndsvd", max_iter=a.iters,
-                    tol=0.0, random_state=a.seed)
+                    tol=0.0, random_state=seed)
         with warnings.catch_warnings():
             # tol=0 means "run every iteration", which sklearn reports as non-convergence.
             warnings.simplefilter("ignore", ConvergenceWarning)
             t = time.perf_counter()
             w = model.fit_transform(x)
             times.append(time.perf_counter() - t)
-    h = model.components_
-    dense = x.toarray()
-    loss = 0.5 * float(np.sum((dense - w @ h) ** 2))
-    times.sort()
+        losses.append(0.5 * float(np.sum((dense - w @ model.components_) ** 2)))
     try:
         from threadpoolctl import threadpool_info
         pools = [{k: p.get(k) for k in ("internal_api", "num_threads")} for p in threadpool_info()]
@@ -54,8 +54,8 @@ def main():
     json.dump({
         "sklearn_version": sklearn.__version__,
         "rank": a.rank, "iters": a.iters, "n_iter_run": int(model.n_iter_),
-        "time_s": times[len(times) // 2], "times_s": times,
-        "loss": loss, "reconstruction_err_": float(model.reconstruction_err_),
+        "time_s": sorted(times)[len(times) // 2], "times_s": times,
+        "loss": sum(losses) / len(losses), "loss_min": min(losses), "losses": losses,
         "threadpools": pools,
     }, sys.stdout)
     print()

@@ -138,7 +138,7 @@ fn spmm_block_g<const FMA: bool>(
     }
 }
 
-simd_dispatch!(fn spmm_block => spmm_block_g(
+simd_dispatch!(pub(crate) fn spmm_block => spmm_block_g(
     indptr: &[usize], indices: &[usize], data: &[f64], dense: &[f64], k: usize, first: usize, out: &mut [f64]
 ) -> ());
 
@@ -182,7 +182,7 @@ fn gram_block_g<const FMA: bool>(chunk: &[f64], k: usize, g: &mut [f64]) {
     }
 }
 
-simd_dispatch!(fn gram_block => gram_block_g(chunk: &[f64], k: usize, g: &mut [f64]) -> ());
+simd_dispatch!(pub(crate) fn gram_block => gram_block_g(chunk: &[f64], k: usize, g: &mut [f64]) -> ());
 
 /// `aᵀa` (k × k) for a tall row-major `a` (r × k): the Gram matrices HHᵀ and WᵀW.
 /// Partial Grams per row block are summed in block order (deterministic).

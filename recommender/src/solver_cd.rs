@@ -13,10 +13,7 @@
 //! coordinate actually moves. NMF factors are sparse (many coordinates sit at 0 and stay
 //! there), so this skips most of the work; mathematically the updates are identical.
 
-use ndarray::Array2;
-use rayon::prelude::*;
-
-use crate::linalg::{axpy_g, simd_dispatch, ROW_BLOCK};
+use crate::linalg::{axpy_g, simd_dispatch};
 
 /// One sweep over the components of one row. `grad` is scratch of length k. Returns the
 /// row's projected-gradient violation (sklearn's convergence measure) and the largest step.
@@ -67,22 +64,4 @@ fn cd_block_g<const FMA: bool>(fb: &mut [f64], xb: &[f64], g: &[f64], k: usize, 
     v
 }
 
-simd_dispatch!(fn cd_block => cd_block_g(fb: &mut [f64], xb: &[f64], g: &[f64], k: usize, l1: f64) -> f64);
-
-/// Updates every row of `factor` (rows × k) once, given `xf` = X·(other factor)ᵀ and the
-/// other factor's Gram matrix. Returns the total projected-gradient violation.
-pub(crate) fn update(factor: &mut Array2<f64>, xf: &Array2<f64>, gram: &Array2<f64>, l1: f64, l2: f64) -> f64 {
-    let k = factor.ncols();
-    let mut g = gram.clone();
-    g.diag_mut().mapv_inplace(|d| d + l2);
-    let g = g.as_slice().expect("standard layout");
-    let f = factor.as_slice_mut().expect("standard layout");
-    let x = xf.as_slice().expect("standard layout");
-    let partials: Vec<f64> = f
-        .par_chunks_mut(ROW_BLOCK * k)
-        .zip(x.par_chunks(ROW_BLOCK * k))
-        .map(|(fb, xb)| cd_block(fb, xb, g, k, l1))
-        .collect();
-    // Sequential sum in block order: deterministic.
-    partials.iter().sum()
-}
+simd_dispatch!(pub(crate) fn cd_block => cd_block_g(fb: &mut [f64], xb: &[f64], g: &[f64], k: usize, l1: f64) -> f64);
