@@ -80,6 +80,8 @@ pub enum PipelineError {
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error("timely: {0}")]
     Timely(String),
+    #[error("pipeline worker failed: {0}")]
+    Worker(String),
 }
 
 /// One epoch's remap entry, as written to the `_remap` topic.
@@ -95,7 +97,10 @@ pub struct RemapEntry {
 /// A running pipeline; dropping it does not stop it, `stop` does.
 pub struct PipelineHandle {
     stop: Arc<AtomicBool>,
-    guards: Option<timely::communication::WorkerGuards<()>>,
+    guards: Option<timely::communication::WorkerGuards<Result<(), String>>>,
+    finished: crossbeam_channel::Receiver<()>,
+    local_workers: usize,
+    clustered: bool,
 }
 
 impl PipelineHandle {
@@ -109,12 +114,23 @@ impl PipelineHandle {
         self.stop.clone()
     }
 
-    /// Waits until the workers exit (after `stop_flag` was raised elsewhere).
+    /// Waits until this process's workers exit (after `stop_flag` was raised elsewhere).
     pub fn join(&mut self) -> Result<(), PipelineError> {
-        if let Some(guards) = self.guards.take() {
-            for result in guards.join() {
-                result.map_err(PipelineError::Timely)?;
+        for _ in 0..self.local_workers {
+            if self.finished.recv().is_err() {
+                break;
             }
+        }
+        let Some(guards) = self.guards.take() else { return Ok(()) };
+        if self.clustered {
+            // Joining would also join the network threads, which run until every peer process
+            // has exited: one process stopping alone would wait forever. The workers are done
+            // and their snapshots written; the sockets close when the process exits.
+            std::mem::forget(guards);
+            return Ok(());
+        }
+        for result in guards.join() {
+            result.map_err(PipelineError::Timely)?.map_err(PipelineError::Worker)?;
         }
         Ok(())
     }
@@ -161,18 +177,24 @@ pub fn start(
         CommunicationConfig::Thread
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let (done, finished) = crossbeam_channel::unbounded();
+    let local_workers = config.workers.max(1);
+    let clustered = config.addresses.len() > 1;
     let shared = Arc::new(Shared { config, log, views, partitions, stop: stop.clone() });
     let guards = timely::execute(
         timely::Config { communication, worker: WorkerConfig::default() },
         move |worker| {
-            if let Err(error) = run_worker(worker, &shared) {
+            let result = run_worker(worker, &shared).map_err(|error| {
                 tracing::error!(%error, worker = worker.index(), "pipeline worker failed");
                 shared.stop.store(true, Ordering::SeqCst);
-            }
+                error.to_string()
+            });
+            let _ = done.send(());
+            result
         },
     )
     .map_err(PipelineError::Timely)?;
-    Ok(PipelineHandle { stop, guards: Some(guards) })
+    Ok(PipelineHandle { stop, guards: Some(guards), finished, local_workers, clustered })
 }
 
 struct Shared {
@@ -358,6 +380,18 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
         worker.step();
     }
     save_snapshots(&snapshots, &states)?;
+    // Close the inputs and let the dataflow drain briefly; in a cluster the other processes
+    // may be stopping later or not at all, so after a grace period the dataflow is dropped
+    // locally rather than waiting for them. Nothing is lost: the snapshot is written, and
+    // output is idempotent upserts.
+    drop(inputs);
+    let grace = Instant::now();
+    while !probe.done() && grace.elapsed() < Duration::from_secs(2) {
+        worker.step_or_park(Some(Duration::from_millis(10)));
+    }
+    for dataflow in worker.installed_dataflows() {
+        worker.drop_dataflow(dataflow);
+    }
     tracing::info!(worker = index, "pipeline worker stopped");
     Ok(())
 }
