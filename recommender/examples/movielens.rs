@@ -348,6 +348,8 @@ fn bench(args: &Args, train_events: &[Interaction], n_users: usize, n_items: usi
     json!({
         "matrix": { "users": n_users, "items": n_items, "nnz": x.nnz(), "file": mtx },
         "threads": rayon::current_num_threads(),
+        // Timings on a shared 2-core box swing with other load; record it with the numbers.
+        "loadavg_after": std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.trim().to_owned()),
         "training": rows,
         "fold_in": fold,
     })
