@@ -8,3 +8,4 @@ pub mod pipeline;
 pub mod publish;
 pub mod snapshot;
 pub mod replica;
+pub mod reclock;

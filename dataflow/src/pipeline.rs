@@ -23,6 +23,7 @@ use timely::worker::Worker;
 use timely::{CommunicationConfig, WorkerConfig};
 
 use crate::jobs::{self, BaseCollections, Epoch};
+use crate::reclock::Replay;
 use crate::publish::{self, ChangelogSink, LocalSink, RemapHistory, ViewRow, ViewSink};
 use crate::snapshot::SnapshotStore;
 use crate::state::{Changes, PartitionState};
@@ -54,6 +55,8 @@ pub struct PipelineConfig {
     pub export_changelogs: bool,
     /// Partition count of the changelog topics.
     pub changelog_partitions: u32,
+    /// Write a snapshot when stopping (off only to test recovery without one).
+    pub snapshot_on_stop: bool,
 }
 
 impl Default for PipelineConfig {
@@ -68,6 +71,7 @@ impl Default for PipelineConfig {
             max_batch: 20_000,
             export_changelogs: false,
             changelog_partitions: 4,
+            snapshot_on_stop: true,
         }
     }
 }
@@ -310,12 +314,24 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
         shared.partitions.iter().enumerate().filter(|(i, _)| i % peers == index).map(|(_, tp)| tp.clone()).collect();
     let snapshots = SnapshotStore::new(shared.config.data_dir.join("snapshots"));
     let mut states: BTreeMap<(String, u32), PartitionState> = BTreeMap::new();
-    let mut epoch: Epoch = now_ms();
-    inputs.advance_to(epoch);
     for (topic, partition) in &owned {
-        let state = snapshots.load(topic, *partition)?.unwrap_or_default();
+        states.insert((topic.clone(), *partition), snapshots.load(topic, *partition)?.unwrap_or_default());
+    }
+    let mut replay = if owned.is_empty() { None } else { Some(Replay::load(shared.log.as_ref(), &next_offsets(&states))?) }
+        .filter(|r| !r.is_done());
+    // Replayed epochs lie in the past: the restored state enters just before the first one.
+    let mut epoch: Epoch = match replay.as_ref().and_then(Replay::current) {
+        Some(first) => first - 1,
+        None => now_ms(),
+    };
+    inputs.advance_to(epoch);
+    for state in states.values() {
         inputs.insert(&mut state.as_insertions());
-        states.insert((topic.clone(), *partition), state);
+    }
+    if let Some(r) = &replay {
+        tracing::info!(worker = index, partitions = ?r.partitions(), "replaying recorded epochs");
+        epoch += 1;
+        inputs.advance_to(epoch);
     }
     let positions = |states: &BTreeMap<(String, u32), PartitionState>| -> Vec<Position> {
         states.iter().map(|((t, p), s)| Position::new(t.clone(), *p, s.next_offset)).collect()
@@ -330,6 +346,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
     let mut in_flight: VecDeque<Epoch> = VecDeque::new();
     let mut last_seal = Instant::now();
     let mut last_snapshot = Instant::now();
+    let mut epoch_read = false;
 
     while !shared.stop.load(Ordering::Relaxed) {
         // Bound the epochs in flight, so a slow dataflow slows reading instead of queueing.
@@ -337,8 +354,9 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             in_flight.pop_front();
         }
         let busy = !in_flight.is_empty();
-        let records: Vec<Record> = match reader.as_mut() {
-            Some(reader) if in_flight.len() < 8 => {
+        let holding = replay.as_ref().is_some_and(|r| r.held() >= shared.config.max_batch);
+        let polled: Vec<Record> = match reader.as_mut() {
+            Some(reader) if in_flight.len() < 8 && !holding => {
                 let wait = if busy { Duration::ZERO } else { Duration::from_millis(1) };
                 reader.poll(shared.config.max_batch, wait)?
             }
@@ -347,6 +365,15 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
                 Vec::new()
             }
         };
+        let records = match replay.as_mut() {
+            Some(r) => r.admit(polled),
+            None => polled,
+        };
+        if replay.as_ref().is_some_and(Replay::is_done) {
+            tracing::info!(worker = index, "replay of recorded epochs done");
+            replay = None;
+        }
+        epoch_read |= !records.is_empty();
         for record in &records {
             apply_record(record, &mut states, &mut changes, &mut side);
         }
@@ -355,9 +382,14 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             side.push(OutRecord::keyed(decision.topic().name(), decision.key().as_str(), decision.to_json()));
         }
 
-        if !records.is_empty() || last_seal.elapsed() >= Duration::from_millis(shared.config.idle_tick_ms) {
+        let replaying = replay.as_ref().and_then(Replay::current).is_some();
+        let seal = match &replay {
+            Some(r) if replaying => r.epoch_complete(&next_offsets(&states)),
+            _ => epoch_read || last_seal.elapsed() >= Duration::from_millis(shared.config.idle_tick_ms),
+        };
+        if seal {
             let offsets = positions(&states);
-            if !records.is_empty() {
+            if epoch_read {
                 let entry = RemapEntry { worker: index, peers, epoch, offsets: offsets.clone() };
                 side.push(OutRecord {
                     topic: REMAP_TOPIC.to_owned(),
@@ -369,7 +401,12 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
                 remap.borrow_mut().push(epoch, offsets);
             }
             in_flight.push_back(epoch);
-            epoch = (epoch + 1).max(now_ms());
+            epoch_read = false;
+            let recorded = replay.as_mut().filter(|_| replaying).and_then(|r| {
+                r.seal();
+                r.current()
+            });
+            epoch = recorded.unwrap_or((epoch + 1).max(now_ms()));
             inputs.advance_to(epoch);
             last_seal = Instant::now();
             if last_snapshot.elapsed() >= Duration::from_millis(shared.config.snapshot_interval_ms) {
@@ -379,7 +416,9 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
         }
         worker.step();
     }
-    save_snapshots(&snapshots, &states)?;
+    if shared.config.snapshot_on_stop {
+        save_snapshots(&snapshots, &states)?;
+    }
     // Close the inputs and let the dataflow drain briefly; in a cluster the other processes
     // may be stopping later or not at all, so after a grace period the dataflow is dropped
     // locally rather than waiting for them. Nothing is lost: the snapshot is written, and
@@ -394,6 +433,10 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
     }
     tracing::info!(worker = index, "pipeline worker stopped");
     Ok(())
+}
+
+fn next_offsets(states: &BTreeMap<(String, u32), PartitionState>) -> BTreeMap<(String, u32), u64> {
+    states.iter().map(|(k, s)| (k.clone(), s.next_offset)).collect()
 }
 
 fn apply_record(
