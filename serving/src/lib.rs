@@ -37,6 +37,7 @@ pub mod metrics;
 mod routes;
 mod state;
 pub mod token;
+pub mod recommender;
 mod write;
 
 pub use app::{Application, ServingError};
@@ -46,3 +47,4 @@ pub use routes::router;
 pub use state::AppState;
 pub use token::ConsistencyToken;
 pub use write::Accepted;
+pub use recommender::{ModelSlot, Recommender};

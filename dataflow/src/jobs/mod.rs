@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod stock;
+pub mod weights;
 
 use differential_dataflow::VecCollection;
 use differential_dataflow::lattice::Lattice;

@@ -9,7 +9,7 @@ mod rows;
 mod table;
 
 pub use progress::{Progress, ProgressReport, WaitError};
-pub use rows::{ProductRow, StockRow, ViewUpdate, WarehouseRow};
+pub use rows::{InteractionRow, ProductRow, PurchaseRow, StockRow, TrendingRow, ViewUpdate, WarehouseRow};
 pub use table::Table;
 
 use shopflow_events::Id;
@@ -20,6 +20,11 @@ pub struct Views {
     pub products: Table<Id, ProductRow>,
     pub stock: Table<(Id, Id), StockRow>,
     pub warehouses: Table<Id, WarehouseRow>,
+    /// (user, product) → weight: the interaction matrix, one user's row is a key range.
+    pub interactions: Table<(Id, Id), InteractionRow>,
+    /// (user, product) → units ordered.
+    pub purchases: Table<(Id, Id), PurchaseRow>,
+    pub trending: Table<Id, TrendingRow>,
     pub progress: Progress,
 }
 
@@ -33,15 +38,44 @@ impl Views {
         let mut products = Vec::new();
         let mut stock = Vec::new();
         let mut warehouses = Vec::new();
+        let mut interactions = Vec::new();
+        let mut purchases = Vec::new();
+        let mut trending = Vec::new();
         for update in updates {
             match update {
                 ViewUpdate::Product { key, row } => products.push((key, row)),
                 ViewUpdate::Stock { key, row } => stock.push((key, row)),
                 ViewUpdate::Warehouse { key, row } => warehouses.push((key, row)),
+                ViewUpdate::Interaction { key, row } => interactions.push((key, row)),
+                ViewUpdate::Purchase { key, row } => purchases.push((key, row)),
+                ViewUpdate::Trending { key, row } => trending.push((key, row)),
             }
         }
         self.products.apply(products);
         self.stock.apply(stock);
         self.warehouses.apply(warehouses);
+        self.interactions.apply(interactions);
+        self.purchases.apply(purchases);
+        self.trending.apply(trending);
     }
+
+    /// One user's interactions (their row of the interaction matrix), by product id.
+    pub fn user_interactions(&self, user: &Id) -> Vec<InteractionRow> {
+        self.interactions.range(user_range(user))
+    }
+
+    /// The products a user has ordered.
+    pub fn user_purchases(&self, user: &Id) -> Vec<PurchaseRow> {
+        self.purchases.range(user_range(user))
+    }
+}
+
+/// Every (user, _) key: from (user, "") up to, not including, the next possible user id.
+fn user_range(user: &Id) -> (std::ops::Bound<(Id, Id)>, std::ops::Bound<(Id, Id)>) {
+    use std::ops::Bound;
+    let start = Bound::Included((user.clone(), Id::default()));
+    // Ids are ASCII without NUL, so appending one gives the least id greater than every
+    // (user, product) pair of this user.
+    let end = Bound::Excluded((Id::from(format!("{user}\u{0}").as_str()), Id::default()));
+    (start, end)
 }

@@ -35,6 +35,33 @@ pub struct WarehouseRow {
     pub location: String,
 }
 
+/// How strongly a user has interacted with a product: the weighted sum of their views,
+/// recommendation clicks, cart additions and purchases (weights per kind are configured in
+/// the pipeline). The rows of one user form their row of the interaction matrix.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InteractionRow {
+    pub user_id: Id,
+    pub product_id: Id,
+    pub weight: i64,
+}
+
+/// Units of a product a user has ordered (for "already bought" filtering).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PurchaseRow {
+    pub user_id: Id,
+    pub product_id: Id,
+    pub quantity: i64,
+}
+
+/// A product's weighted interactions within the sliding trending window (event time), with
+/// its category for per-category trending.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TrendingRow {
+    pub product_id: Id,
+    pub category_id: Option<Id>,
+    pub score: i64,
+}
+
 /// One upsert to a view: the new row for a key, or `None` when the key left the view.
 /// This is also the changelog record format (`view` selects the topic).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +70,9 @@ pub enum ViewUpdate {
     Product { key: Id, row: Option<ProductRow> },
     Stock { key: (Id, Id), row: Option<StockRow> },
     Warehouse { key: Id, row: Option<WarehouseRow> },
+    Interaction { key: (Id, Id), row: Option<InteractionRow> },
+    Purchase { key: (Id, Id), row: Option<PurchaseRow> },
+    Trending { key: Id, row: Option<TrendingRow> },
 }
 
 impl ViewUpdate {
@@ -51,14 +81,21 @@ impl ViewUpdate {
             ViewUpdate::Product { .. } => "products",
             ViewUpdate::Stock { .. } => "stock",
             ViewUpdate::Warehouse { .. } => "warehouses",
+            ViewUpdate::Interaction { .. } => "interactions",
+            ViewUpdate::Purchase { .. } => "purchases",
+            ViewUpdate::Trending { .. } => "trending",
         }
     }
 
     /// The compaction key in the changelog topic.
     pub fn key_bytes(&self) -> Vec<u8> {
         match self {
-            ViewUpdate::Product { key, .. } | ViewUpdate::Warehouse { key, .. } => key.as_str().as_bytes().to_vec(),
-            ViewUpdate::Stock { key: (p, w), .. } => format!("{p}/{w}").into_bytes(),
+            ViewUpdate::Product { key, .. } | ViewUpdate::Warehouse { key, .. } | ViewUpdate::Trending { key, .. } => {
+                key.as_str().as_bytes().to_vec()
+            }
+            ViewUpdate::Stock { key: (a, b), .. }
+            | ViewUpdate::Interaction { key: (a, b), .. }
+            | ViewUpdate::Purchase { key: (a, b), .. } => format!("{a}/{b}").into_bytes(),
         }
     }
 }
