@@ -60,8 +60,14 @@ async fn stop_pipeline(handle: pipeline::PipelineHandle) -> anyhow::Result<()> {
     Ok(tokio::task::spawn_blocking(move || handle.stop()).await??)
 }
 
+/// The lag headers sum over the topics the views are computed from.
+fn source_topics() -> Vec<String> {
+    pipeline::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect()
+}
+
 pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     apply_log_args(&mut settings.log, &args.log);
+    settings.serving.source_topics = source_topics();
     if let Some(w) = args.workers {
         settings.pipeline.workers = w;
     }
@@ -135,6 +141,7 @@ pub async fn pipeline(mut settings: Settings, args: PipelineArgs) -> anyhow::Res
 
 pub async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     apply_log_args(&mut settings.log, &args.log);
+    settings.serving.source_topics = source_topics();
     if let Some(listen) = args.listen {
         settings.serving.listen = listen;
     }

@@ -33,7 +33,7 @@ use crate::views::{ProgressReport, ViewUpdate, Views};
 pub const REMAP_TOPIC: &str = "_remap";
 
 /// The source topics the current jobs read.
-pub const SOURCE_TOPICS: [Topic; 2] = [Topic::Catalog, Topic::Inventory];
+pub const SOURCE_TOPICS: [Topic; 5] = [Topic::Catalog, Topic::Inventory, Topic::Interactions, Topic::Carts, Topic::Orders];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -57,6 +57,8 @@ pub struct PipelineConfig {
     pub changelog_partitions: u32,
     /// Write a snapshot when stopping (off only to test recovery without one).
     pub snapshot_on_stop: bool,
+    /// Weights of the interaction kinds in the interaction matrix and trending.
+    pub weights: crate::jobs::weights::InteractionWeights,
 }
 
 impl Default for PipelineConfig {
@@ -72,6 +74,7 @@ impl Default for PipelineConfig {
             export_changelogs: false,
             changelog_partitions: 4,
             snapshot_on_stop: true,
+            weights: Default::default(),
         }
     }
 }
@@ -217,6 +220,9 @@ struct Inputs {
     suppliers: InputSession<Epoch, (shopflow_events::Id, String), isize>,
     warehouses: InputSession<Epoch, (shopflow_events::Id, crate::views::WarehouseRow), isize>,
     stock: InputSession<Epoch, ((shopflow_events::Id, shopflow_events::Id), i64), isize>,
+    interactions: InputSession<Epoch, (shopflow_events::Id, shopflow_events::Id), isize>,
+    purchases: InputSession<Epoch, (shopflow_events::Id, shopflow_events::Id), isize>,
+    trending: InputSession<Epoch, shopflow_events::Id, isize>,
 }
 
 impl Inputs {
@@ -228,6 +234,9 @@ impl Inputs {
             suppliers: InputSession::new(),
             warehouses: InputSession::new(),
             stock: InputSession::new(),
+            interactions: InputSession::new(),
+            purchases: InputSession::new(),
+            trending: InputSession::new(),
         }
     }
 
@@ -238,6 +247,18 @@ impl Inputs {
         for (row, diff) in changes.suppliers.drain(..) { self.suppliers.update(row, diff); }
         for (row, diff) in changes.warehouses.drain(..) { self.warehouses.update(row, diff); }
         for (row, diff) in changes.stock.drain(..) { self.stock.update(row, diff); }
+        for (row, diff) in changes.interactions.drain(..) { self.interactions.update(row, diff); }
+        for (row, diff) in changes.purchases.drain(..) { self.purchases.update(row, diff); }
+        let now = *self.trending.time();
+        for (product, weight, leaves_at) in changes.trending.drain(..) {
+            // Event time decides membership; an interaction already outside the window (an
+            // old event, or one replayed late) never enters it.
+            let leaves_at = u64::try_from(leaves_at).unwrap_or(0);
+            if leaves_at > now {
+                self.trending.update(product.clone(), weight);
+                self.trending.update_at(product, leaves_at, -weight);
+            }
+        }
     }
 
     fn advance_to(&mut self, epoch: Epoch) {
@@ -247,6 +268,12 @@ impl Inputs {
         self.suppliers.advance_to(epoch);
         self.warehouses.advance_to(epoch);
         self.stock.advance_to(epoch);
+        self.interactions.advance_to(epoch);
+        self.purchases.advance_to(epoch);
+        self.trending.advance_to(epoch);
+        self.interactions.flush();
+        self.purchases.flush();
+        self.trending.flush();
         self.products.flush();
         self.categories.flush();
         self.brands.flush();
@@ -300,11 +327,21 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             suppliers: inputs.suppliers.to_collection(scope.clone()),
             warehouses: inputs.warehouses.to_collection(scope.clone()),
             stock: inputs.stock.to_collection(scope.clone()),
+            interactions: inputs.interactions.to_collection(scope.clone()),
+            purchases: inputs.purchases.to_collection(scope.clone()),
+            trending: inputs.trending.to_collection(scope.clone()),
         };
         let products = jobs::catalog::build(&base).map(ViewRow::Product);
         let stock = jobs::stock::build(&base).map(ViewRow::Stock);
         let warehouses = base.warehouses.clone().map(|(_, w)| ViewRow::Warehouse(w));
-        let (probe, all) = products.concat(stock).concat(warehouses).probe();
+        let matrix = jobs::interactions::build(&base);
+        let (probe, all) = products
+            .concat(stock)
+            .concat(warehouses)
+            .concat(matrix.interactions.map(ViewRow::Interaction))
+            .concat(matrix.purchases.map(ViewRow::Purchase))
+            .concat(matrix.trending.map(ViewRow::Trending))
+            .probe();
         publish::build(all.inner, index, peers, remap.clone(), sink);
         probe
     });
@@ -375,7 +412,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
         }
         epoch_read |= !records.is_empty();
         for record in &records {
-            apply_record(record, &mut states, &mut changes, &mut side);
+            apply_record(record, &mut states, &shared.config.weights, &mut changes, &mut side);
         }
         inputs.insert(&mut changes);
         for decision in changes.decisions.drain(..) {
@@ -410,14 +447,14 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             inputs.advance_to(epoch);
             last_seal = Instant::now();
             if last_snapshot.elapsed() >= Duration::from_millis(shared.config.snapshot_interval_ms) {
-                save_snapshots(&snapshots, &states)?;
+                save_snapshots(&snapshots, &mut states)?;
                 last_snapshot = Instant::now();
             }
         }
         worker.step();
     }
     if shared.config.snapshot_on_stop {
-        save_snapshots(&snapshots, &states)?;
+        save_snapshots(&snapshots, &mut states)?;
     }
     // Close the inputs and let the dataflow drain briefly; in a cluster the other processes
     // may be stopping later or not at all, so after a grace period the dataflow is dropped
@@ -442,6 +479,7 @@ fn next_offsets(states: &BTreeMap<(String, u32), PartitionState>) -> BTreeMap<(S
 fn apply_record(
     record: &Record,
     states: &mut BTreeMap<(String, u32), PartitionState>,
+    weights: &crate::jobs::weights::InteractionWeights,
     changes: &mut Changes,
     side: &mut Vec<OutRecord>,
 ) {
@@ -458,7 +496,7 @@ fn apply_record(
     };
     match decoded {
         Ok(envelope) if envelope.topic().name() == &*record.topic => {
-            state.apply(record.offset, &envelope, changes);
+            state.apply(record.offset, &envelope, weights, changes);
         }
         outcome => {
             state.next_offset = record.offset + 1;
@@ -500,8 +538,10 @@ fn append_durably(log: &dyn EventLog, records: Vec<OutRecord>, stop: &AtomicBool
     }
 }
 
-fn save_snapshots(store: &SnapshotStore, states: &BTreeMap<(String, u32), PartitionState>) -> Result<(), PipelineError> {
-    for ((topic, partition), state) in states {
+fn save_snapshots(store: &SnapshotStore, states: &mut BTreeMap<(String, u32), PartitionState>) -> Result<(), PipelineError> {
+    let now = now_ms() as i64;
+    for ((topic, partition), state) in states.iter_mut() {
+        state.prune_window(now);
         store.save(topic, *partition, state)?;
     }
     Ok(())

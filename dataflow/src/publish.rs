@@ -16,7 +16,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
 use crate::jobs::Epoch;
-use crate::views::{ProductRow, ProgressReport, StockRow, ViewUpdate, Views, WarehouseRow};
+use crate::views::{InteractionRow, ProductRow, ProgressReport, PurchaseRow, StockRow, TrendingRow, ViewUpdate, Views, WarehouseRow};
 
 /// A row of any view, so that all views flow through one publication operator.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -24,6 +24,9 @@ pub enum ViewRow {
     Product(ProductRow),
     Stock(StockRow),
     Warehouse(WarehouseRow),
+    Interaction(InteractionRow),
+    Purchase(PurchaseRow),
+    Trending(TrendingRow),
 }
 
 impl ViewRow {
@@ -32,6 +35,9 @@ impl ViewRow {
             ViewRow::Product(r) => ("products", r.product_id.to_string()),
             ViewRow::Stock(r) => ("stock", format!("{}/{}", r.product_id, r.warehouse_id)),
             ViewRow::Warehouse(r) => ("warehouses", r.warehouse_id.to_string()),
+            ViewRow::Interaction(r) => ("interactions", format!("{}/{}", r.user_id, r.product_id)),
+            ViewRow::Purchase(r) => ("purchases", format!("{}/{}", r.user_id, r.product_id)),
+            ViewRow::Trending(r) => ("trending", r.product_id.to_string()),
         }
     }
 
@@ -46,6 +52,9 @@ impl ViewRow {
             ViewRow::Product(r) => ViewUpdate::Product { key: r.product_id.clone(), row: Some(r) },
             ViewRow::Stock(r) => ViewUpdate::Stock { key: (r.product_id.clone(), r.warehouse_id.clone()), row: Some(r) },
             ViewRow::Warehouse(r) => ViewUpdate::Warehouse { key: r.warehouse_id.clone(), row: Some(r) },
+            ViewRow::Interaction(r) => ViewUpdate::Interaction { key: (r.user_id.clone(), r.product_id.clone()), row: Some(r) },
+            ViewRow::Purchase(r) => ViewUpdate::Purchase { key: (r.user_id.clone(), r.product_id.clone()), row: Some(r) },
+            ViewRow::Trending(r) => ViewUpdate::Trending { key: r.product_id.clone(), row: Some(r) },
         }
     }
 
@@ -54,6 +63,9 @@ impl ViewRow {
             ViewRow::Product(r) => ViewUpdate::Product { key: r.product_id, row: None },
             ViewRow::Stock(r) => ViewUpdate::Stock { key: (r.product_id, r.warehouse_id), row: None },
             ViewRow::Warehouse(r) => ViewUpdate::Warehouse { key: r.warehouse_id, row: None },
+            ViewRow::Interaction(r) => ViewUpdate::Interaction { key: (r.user_id, r.product_id), row: None },
+            ViewRow::Purchase(r) => ViewUpdate::Purchase { key: (r.user_id, r.product_id), row: None },
+            ViewRow::Trending(r) => ViewUpdate::Trending { key: r.product_id, row: None },
         }
     }
 }
@@ -74,7 +86,7 @@ impl ViewSink for LocalSink {
 }
 
 /// The view names, which are also the changelog topic suffixes.
-pub const VIEW_NAMES: [&str; 3] = ["products", "stock", "warehouses"];
+pub const VIEW_NAMES: [&str; 6] = ["products", "stock", "warehouses", "interactions", "purchases", "trending"];
 
 pub fn changelog_topic(view: &str) -> String {
     format!("changelog.{view}")

@@ -10,11 +10,15 @@ use serde::{Deserialize, Serialize};
 use shopflow_events::types::StockAdjustmentRejected;
 use shopflow_events::{Envelope, Event, Id, Money};
 
+use crate::jobs::weights::InteractionWeights;
 use crate::views::WarehouseRow;
 
 /// How many recent event ids each partition remembers for de-duplication. Duplicates come
 /// from producer retries, which land close to the original.
 pub const DEDUP_WINDOW: usize = 10_000;
+
+/// Length of the trending window in event time.
+pub const TRENDING_WINDOW_MS: i64 = 60 * 60 * 1_000;
 
 /// A product's own columns, before the catalog job joins in names and stock.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -37,6 +41,12 @@ pub struct Changes {
     pub suppliers: Vec<((Id, String), isize)>,
     pub warehouses: Vec<((Id, WarehouseRow), isize)>,
     pub stock: Vec<(((Id, Id), i64), isize)>,
+    /// (user, product) with the weight added to the interaction matrix as the difference.
+    pub interactions: Vec<((Id, Id), isize)>,
+    /// (user, product) with units ordered (negative when an order is cancelled).
+    pub purchases: Vec<((Id, Id), isize)>,
+    /// Product, weight, and the event time at which the weight leaves the trending window.
+    pub trending: Vec<(Id, isize, i64)>,
     /// Events the pipeline itself decides (published to `decisions`).
     pub decisions: Vec<Envelope>,
 }
@@ -49,6 +59,9 @@ impl Changes {
             && self.suppliers.is_empty()
             && self.warehouses.is_empty()
             && self.stock.is_empty()
+            && self.interactions.is_empty()
+            && self.purchases.is_empty()
+            && self.trending.is_empty()
             && self.decisions.is_empty()
     }
 }
@@ -62,6 +75,13 @@ pub struct PartitionState {
     suppliers: HashMap<Id, String>,
     warehouses: HashMap<Id, WarehouseRow>,
     stock: HashMap<(Id, Id), i64>,
+    /// This partition's share of the interaction matrix and of the purchases.
+    interactions: HashMap<(Id, Id), i64>,
+    purchases: HashMap<(Id, Id), i64>,
+    /// Open orders' lines, so a cancellation can take its purchases back.
+    orders: HashMap<Id, Vec<(Id, Id, i64)>>,
+    /// Interactions still inside the trending window: (event time, product, weight).
+    window: VecDeque<(i64, Id, i64)>,
     recent: VecDeque<uuid::Uuid>,
     recent_set: HashSet<uuid::Uuid>,
 }
@@ -87,6 +107,19 @@ fn upsert<K: Clone + Eq + std::hash::Hash, V: Clone + PartialEq>(
     }
 }
 
+/// Adds `delta` to a summed quantity, emitting the change as a difference.
+fn add(map: &mut HashMap<(Id, Id), i64>, key: (Id, Id), delta: i64, out: &mut Vec<((Id, Id), isize)>) {
+    if delta == 0 {
+        return;
+    }
+    let total = map.entry(key.clone()).or_insert(0);
+    *total += delta;
+    if *total == 0 {
+        map.remove(&key);
+    }
+    out.push((key, delta as isize));
+}
+
 /// A decision about `cause`. Its id and time derive from the cause, so replaying the log
 /// publishes the same decision again (which consumers drop by id), never a second one.
 fn decision(cause: &Envelope, event: Event) -> Envelope {
@@ -96,7 +129,7 @@ fn decision(cause: &Envelope, event: Event) -> Envelope {
 
 impl PartitionState {
     /// Applies one decoded record at `offset`. Returns false if it was a duplicate.
-    pub fn apply(&mut self, offset: u64, envelope: &Envelope, out: &mut Changes) -> bool {
+    pub fn apply(&mut self, offset: u64, envelope: &Envelope, weights: &InteractionWeights, out: &mut Changes) -> bool {
         self.next_offset = offset + 1;
         if !self.remember(envelope.id) {
             return false;
@@ -159,10 +192,43 @@ impl PartitionState {
                     upsert(&mut self.stock, key, value, &mut out.stock);
                 }
             }
-            // Other topics feed jobs that later issues add; they are consumed and skipped.
+            Event::ProductViewed(e) => self.interact(envelope.ts, &e.user_id, &e.product_id, weights.view, out),
+            Event::RecommendationClicked(e) => {
+                self.interact(envelope.ts, &e.user_id, &e.product_id, weights.recommendation_click, out)
+            }
+            Event::CartItemAdded(e) => self.interact(envelope.ts, &e.user_id, &e.product_id, weights.cart_add, out),
+            Event::OrderPlaced(e) => {
+                if !self.orders.contains_key(&e.order_id) {
+                    let mut lines = Vec::new();
+                    for line in &e.lines {
+                        let quantity = i64::from(line.quantity);
+                        self.interact(envelope.ts, &e.user_id, &line.product_id, weights.purchase * quantity, out);
+                        add(&mut self.purchases, (e.user_id.clone(), line.product_id.clone()), quantity, &mut out.purchases);
+                        lines.push((e.user_id.clone(), line.product_id.clone(), quantity));
+                    }
+                    self.orders.insert(e.order_id.clone(), lines);
+                }
+            }
+            Event::OrderCancelled(e) => {
+                for (user, product, quantity) in self.orders.remove(&e.order_id).unwrap_or_default() {
+                    add(&mut self.purchases, (user, product), -quantity, &mut out.purchases);
+                }
+            }
+            // Other events feed jobs that later issues add; they are consumed and skipped.
             _ => {}
         }
         true
+    }
+
+    fn interact(&mut self, ts: i64, user: &Id, product: &Id, weight: i64, out: &mut Changes) {
+        add(&mut self.interactions, (user.clone(), product.clone()), weight, &mut out.interactions);
+        self.window.push_back((ts, product.clone(), weight));
+        out.trending.push((product.clone(), weight as isize, ts + TRENDING_WINDOW_MS));
+    }
+
+    /// Forgets interactions that left the trending window before `now` (event time).
+    pub fn prune_window(&mut self, now: i64) {
+        self.window.retain(|(ts, _, _)| ts + TRENDING_WINDOW_MS > now);
     }
 
     fn remember(&mut self, id: uuid::Uuid) -> bool {
@@ -190,6 +256,9 @@ impl PartitionState {
             suppliers: rows(&self.suppliers),
             warehouses: rows(&self.warehouses),
             stock: rows(&self.stock),
+            interactions: self.interactions.iter().map(|(k, w)| (k.clone(), *w as isize)).collect(),
+            purchases: self.purchases.iter().map(|(k, q)| (k.clone(), *q as isize)).collect(),
+            trending: self.window.iter().map(|(ts, p, w)| (p.clone(), *w as isize, ts + TRENDING_WINDOW_MS)).collect(),
             decisions: Vec::new(),
         }
     }
@@ -208,6 +277,10 @@ impl PartitionState {
             suppliers: sorted(&self.suppliers),
             warehouses: sorted(&self.warehouses),
             stock: sorted(&self.stock),
+            interactions: sorted(&self.interactions),
+            purchases: sorted(&self.purchases),
+            orders: sorted(&self.orders),
+            window: self.window.iter().cloned().collect(),
             recent: self.recent.iter().copied().collect(),
         }
     }
@@ -221,6 +294,10 @@ impl PartitionState {
             suppliers: s.suppliers.into_iter().collect(),
             warehouses: s.warehouses.into_iter().collect(),
             stock: s.stock.into_iter().collect(),
+            interactions: s.interactions.into_iter().collect(),
+            purchases: s.purchases.into_iter().collect(),
+            orders: s.orders.into_iter().collect(),
+            window: s.window.into_iter().collect(),
             recent_set: s.recent.iter().copied().collect(),
             recent: s.recent.into_iter().collect(),
         }
@@ -237,6 +314,14 @@ pub struct PartitionSnapshot {
     pub suppliers: Vec<(Id, String)>,
     pub warehouses: Vec<(Id, WarehouseRow)>,
     pub stock: Vec<((Id, Id), i64)>,
+    #[serde(default)]
+    pub interactions: Vec<((Id, Id), i64)>,
+    #[serde(default)]
+    pub purchases: Vec<((Id, Id), i64)>,
+    #[serde(default)]
+    pub orders: Vec<(Id, Vec<(Id, Id, i64)>)>,
+    #[serde(default)]
+    pub window: Vec<(i64, Id, i64)>,
     pub recent: Vec<uuid::Uuid>,
 }
 
@@ -244,6 +329,8 @@ pub struct PartitionSnapshot {
 mod tests {
     use super::*;
     use shopflow_events::types::*;
+
+    const W: InteractionWeights = InteractionWeights { view: 1, recommendation_click: 2, cart_add: 3, purchase: 5 };
 
     fn env(event: Event) -> Envelope {
         Envelope::new(event)
@@ -266,9 +353,9 @@ mod tests {
     fn update_retracts_the_old_row_and_inserts_the_new() {
         let mut state = PartitionState::default();
         let mut out = Changes::default();
-        state.apply(0, &env(created("p", "old")), &mut out);
+        state.apply(0, &env(created("p", "old")), &W, &mut out);
         let update = Event::ProductUpdated(ProductUpdated { product_id: "p".into(), name: Some("new".into()), ..Default::default() });
-        state.apply(1, &env(update), &mut out);
+        state.apply(1, &env(update), &W, &mut out);
         let names: Vec<(String, isize)> = out.products.iter().map(|((_, p), d)| (p.name.clone(), *d)).collect();
         assert_eq!(names, vec![("old".into(), 1), ("old".into(), -1), ("new".into(), 1)]);
         assert_eq!(state.next_offset, 2);
@@ -279,8 +366,8 @@ mod tests {
         let mut state = PartitionState::default();
         let mut out = Changes::default();
         let receipt = env(Event::StockReceived(StockReceived { product_id: "p".into(), warehouse_id: "w".into(), quantity: 5 }));
-        assert!(state.apply(0, &receipt, &mut out));
-        assert!(!state.apply(1, &receipt, &mut out));
+        assert!(state.apply(0, &receipt, &W, &mut out));
+        assert!(!state.apply(1, &receipt, &W, &mut out));
         assert_eq!(out.stock, vec![((("p".into(), "w".into()), 5), 1)]);
     }
 
@@ -291,8 +378,8 @@ mod tests {
         let run = || {
             let mut state = PartitionState::default();
             let mut out = Changes::default();
-            state.apply(0, &receipt, &mut out);
-            state.apply(1, &adjustment, &mut out);
+            state.apply(0, &receipt, &W, &mut out);
+            state.apply(1, &adjustment, &W, &mut out);
             out
         };
         let (first, replay) = (run(), run());
@@ -302,12 +389,39 @@ mod tests {
     }
 
     #[test]
+    fn interactions_weigh_by_kind_and_a_cancelled_order_takes_its_purchases_back() {
+        let mut state = PartitionState::default();
+        let mut out = Changes::default();
+        let user = Id::from("u");
+        let viewed = env(Event::ProductViewed(ProductViewed { user_id: user.clone(), product_id: "p".into() }));
+        let placed = env(Event::OrderPlaced(OrderPlaced {
+            order_id: "o".into(),
+            user_id: user.clone(),
+            lines: vec![OrderLine { product_id: "p".into(), quantity: 2, unit_price: Money::new(100, "EUR") }],
+            address_id: "a".into(),
+            idempotency_key: "k".into(),
+            payment_token: "tok_visa".into(),
+        }));
+        let cancelled = env(Event::OrderCancelled(OrderCancelled { order_id: "o".into(), user_id: user.clone(), reason: String::new() }));
+        state.apply(0, &viewed, &W, &mut out);
+        state.apply(1, &placed, &W, &mut out);
+        state.apply(2, &cancelled, &W, &mut out);
+        let key = (user.clone(), Id::from("p"));
+        assert_eq!(out.interactions, vec![(key.clone(), 1), (key.clone(), 10)], "a view, then 2 units at weight 5");
+        assert_eq!(out.purchases, vec![(key.clone(), 2), (key.clone(), -2)]);
+        assert_eq!(out.trending[1], (Id::from("p"), 10, placed.ts + TRENDING_WINDOW_MS));
+        let restored = state.as_insertions();
+        assert_eq!(restored.interactions, vec![(key, 11)]);
+        assert!(restored.purchases.is_empty());
+    }
+
+    #[test]
     fn snapshot_round_trips_and_reinserts_every_row() {
         let mut state = PartitionState::default();
         let mut out = Changes::default();
-        state.apply(0, &env(created("p1", "a")), &mut out);
-        state.apply(1, &env(created("p2", "b")), &mut out);
-        state.apply(2, &env(Event::ProductDeleted(ProductDeleted { product_id: "p1".into() })), &mut out);
+        state.apply(0, &env(created("p1", "a")), &W, &mut out);
+        state.apply(1, &env(created("p2", "b")), &W, &mut out);
+        state.apply(2, &env(Event::ProductDeleted(ProductDeleted { product_id: "p1".into() })), &W, &mut out);
         let snapshot = state.to_snapshot();
         let json = serde_json::to_vec(&snapshot).unwrap();
         let restored = PartitionState::from_snapshot(serde_json::from_slice(&json).unwrap());

@@ -2,6 +2,7 @@
 //! job can be tested on its own with `capture` and composed in the pipeline.
 
 pub mod catalog;
+pub mod interactions;
 pub mod stock;
 pub mod weights;
 
@@ -25,6 +26,12 @@ pub struct BaseCollections<'scope, T: Timestamp> {
     pub suppliers: VecCollection<'scope, T, (Id, String)>,
     pub warehouses: VecCollection<'scope, T, (Id, WarehouseRow)>,
     pub stock: VecCollection<'scope, T, ((Id, Id), i64)>,
+    /// (user, product), the difference being the weight.
+    pub interactions: VecCollection<'scope, T, (Id, Id)>,
+    /// (user, product), the difference being units ordered.
+    pub purchases: VecCollection<'scope, T, (Id, Id)>,
+    /// Products, the difference being weight inside the trending window.
+    pub trending: VecCollection<'scope, T, Id>,
 }
 
 /// Left outer join with a right side that has at most one value per key (an upserted
