@@ -1,7 +1,9 @@
 //! The demo catalog `shopflow up` loads on first start: a small shop with categories,
 //! brands, suppliers, warehouses, products and stock, written as ordinary events.
 
-use shopflow_events::types::{NamedEntityUpserted, ProductCreated, StockReceived, WarehouseCreated};
+use shopflow_events::types::{
+    CartItemChanged, NamedEntityUpserted, OrderLine, OrderPlaced, ProductCreated, ProductViewed, StockReceived, WarehouseCreated,
+};
 use shopflow_events::{Envelope, Event, Id, Money};
 use shopflow_ingest::OutRecord;
 
@@ -56,6 +58,45 @@ pub fn events(products: usize) -> Vec<Envelope> {
                     product_id: product_id.clone(),
                     warehouse_id: Id::from(*warehouse),
                     quantity: 5 + ((i * 31 + w * 17) % 60) as u32,
+                })));
+            }
+        }
+    }
+    out.extend(shoppers(products));
+    out
+}
+
+/// Demo shoppers: each browses a few products of two favourite categories, with popularity
+/// skewed towards the first products of a category, and some put one in the cart or order it.
+/// Deterministic, so the demo looks the same on every first start.
+fn shoppers(products: usize) -> Vec<Envelope> {
+    let mut out = Vec::new();
+    if products == 0 {
+        return out;
+    }
+    let categories = CATEGORIES.len();
+    let per_category = products.div_ceil(categories);
+    for shopper in 0..60usize {
+        let user_id = Id::from(format!("demo-user-{shopper:02}").as_str());
+        let favourites = [shopper % categories, (shopper * 5 + 1) % categories];
+        for step in 0..12usize {
+            let category = favourites[step % 2];
+            // Squaring skews towards popular items without randomness.
+            let rank = ((step * 7 + shopper * 3) % per_category).pow(2) / per_category.max(1);
+            let index = (rank * categories + category).min(products - 1);
+            let product_id = Id::from(format!("demo-{index:04}").as_str());
+            out.push(Envelope::new(Event::ProductViewed(ProductViewed { user_id: user_id.clone(), product_id: product_id.clone() })));
+            if step % 5 == 4 {
+                out.push(Envelope::new(Event::CartItemAdded(CartItemChanged { user_id: user_id.clone(), product_id: product_id.clone(), quantity: 1 })));
+            }
+            if step == 11 && shopper % 3 == 0 {
+                out.push(Envelope::new(Event::OrderPlaced(OrderPlaced {
+                    order_id: Id::from(format!("demo-order-{shopper:02}").as_str()),
+                    user_id: user_id.clone(),
+                    lines: vec![OrderLine { product_id, quantity: 1, unit_price: Money::new(999, "EUR") }],
+                    address_id: Id::from("demo-address"),
+                    idempotency_key: format!("demo-{shopper}"),
+                    payment_token: "tok_demo".into(),
                 })));
             }
         }
