@@ -136,6 +136,16 @@ fn objective(
 }
 
 pub(crate) fn fit(p: &NmfValidParams, x: &CsMat<f64>) -> Result<Nmf, NmfError> {
+    fit_observed(p, x, &mut |_, _| {})
+}
+
+/// [`fit`] that reports `(iteration, loss)` after each outer iteration, so a caller (the
+/// `shopflow train` progress bar) can show progress without the solver knowing about it.
+pub(crate) fn fit_observed(
+    p: &NmfValidParams,
+    x: &CsMat<f64>,
+    on_iter: &mut dyn FnMut(usize, f64),
+) -> Result<Nmf, NmfError> {
     let (m, n) = (x.rows(), x.cols());
     if m == 0 || n == 0 {
         return Err(NmfError::EmptyMatrix { rows: m, cols: n });
@@ -163,6 +173,7 @@ pub(crate) fn fit(p: &NmfValidParams, x: &CsMat<f64>) -> Result<Nmf, NmfError> {
         hht = h_step.gram;
         loss_curve.push(objective(x_sq, h_step.cross, &wtw, &hht, &w, &ht, regs));
         n_iter = it + 1;
+        on_iter(n_iter, *loss_curve.last().unwrap_or(&f64::NAN));
 
         // sklearn's rule: stop when the projected-gradient violation has shrunk to `tol`
         // times its first value (or is exactly zero: a stationary point).
@@ -175,6 +186,29 @@ pub(crate) fn fit(p: &NmfValidParams, x: &CsMat<f64>) -> Result<Nmf, NmfError> {
     }
 
     Ok(Nmf::from_parts(w, ht, hht, regs, p, loss_curve, n_iter, converged))
+}
+
+impl NmfValidParams {
+    /// Fits like linfa's `Fit`, calling `on_iter(iteration, loss)` after every iteration.
+    pub fn fit_with_progress(
+        &self,
+        x: &crate::Interactions,
+        mut on_iter: impl FnMut(usize, f64),
+    ) -> Result<Nmf, NmfError> {
+        fit_observed(self, x.matrix(), &mut on_iter)
+    }
+}
+
+impl crate::NmfParams {
+    /// Checks the hyperparameters, then [`NmfValidParams::fit_with_progress`].
+    pub fn fit_with_progress(
+        &self,
+        x: &crate::Interactions,
+        on_iter: impl FnMut(usize, f64),
+    ) -> Result<Nmf, NmfError> {
+        use linfa::ParamGuard;
+        self.check_ref()?.fit_with_progress(x, on_iter)
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +350,22 @@ pub(crate) mod tests {
         let exact = fit(&x, Nmf::params(3).max_iter(37).tol(0.0));
         assert_eq!(exact.n_iter(), 37);
         assert!(!exact.converged());
+    }
+
+    #[test]
+    fn progress_callback_sees_every_iteration_and_changes_nothing() {
+        let x = low_rank(25, 20, 3, 9);
+        let p = Nmf::params(3).max_iter(40).tol(0.0);
+        let mut seen = Vec::new();
+        let observed = p.fit_with_progress(&sparse(&x), |it, loss| seen.push((it, loss))).unwrap();
+        let plain = fit(&x, p);
+        assert_eq!(observed.user_factors(), plain.user_factors());
+        assert_eq!(seen.len(), 40);
+        for (n, (it, loss)) in seen.iter().enumerate() {
+            assert_eq!(*it, n + 1);
+            assert_eq!(*loss, plain.loss_curve()[n + 1]);
+        }
+        assert!(Nmf::params(0).fit_with_progress(&sparse(&x), |_, _| {}).is_err());
     }
 
     #[test]

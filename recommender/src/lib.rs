@@ -16,7 +16,9 @@
 //! `solver_mu` (the two W/H update rules), `fit` (the outer loop, loss curve, convergence),
 //! `model` (the fitted model, fold-in, scoring), `linalg` (small parallel kernels and the
 //! randomized SVD NNDSVD needs), `eval` (splits, ranking metrics, popularity baseline),
-//! `dataset` (the RecBole `.inter` loader).
+//! `dataset` (the RecBole `.inter` loader); for serving: `similar` (precomputed cosine
+//! neighbours), `serving_model` (fold-in and scoring by product id), `store` (the versioned
+//! model directory with an atomically replaced "current" pointer), `plot` (loss-curve SVG).
 
 mod error;
 mod fit;
@@ -30,8 +32,14 @@ mod solver_mu;
 
 pub mod dataset;
 pub mod eval;
+pub mod plot;
+pub mod serving_model;
+pub mod similar;
+pub mod store;
 
 pub use error::{NmfError, NmfParamsError};
 pub use model::Nmf;
 pub use params::{Init, NmfParams, NmfValidParams, Solver};
 pub use records::Interactions;
+pub use serving_model::ServingModel;
+pub use store::{ModelStore, StoreError, TrainedModel};
