@@ -52,6 +52,20 @@ impl Application {
         Ok(Self { listener, addr, state })
     }
 
+    /// Serves recommendations from `models` instead of the empty slot `build` starts with.
+    /// The caller keeps its own `Arc` and promotes or rolls back models through it
+    /// ([`ModelSlot::set`](crate::ModelSlot::set)) while the server runs:
+    ///
+    /// ```ignore
+    /// let models = Arc::new(ModelSlot::new());
+    /// let app = Application::build(config, log, views).await?.with_models(models.clone());
+    /// // ... a model watcher calls models.set(Some(Box::new(adapter))) on each promotion
+    /// ```
+    pub fn with_models(mut self, models: Arc<crate::recommender::ModelSlot>) -> Self {
+        self.state.models = models;
+        self
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

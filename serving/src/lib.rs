@@ -3,7 +3,8 @@
 //! token when given one, and always saying how far behind the log they are).
 //!
 //! ```ignore
-//! let app = Application::build(config, log, views).await?;
+//! let models = Arc::new(ModelSlot::new()); // the model watcher promotes into it
+//! let app = Application::build(config, log, views).await?.with_models(models);
 //! println!("listening on {}", app.local_addr());
 //! app.run_until_stopped(async { tokio::signal::ctrl_c().await.ok(); }).await?;
 //! ```
@@ -22,6 +23,13 @@
 //! `X-View-Frontier` (epoch ms below which the views are complete), `X-View-Lag-Ms`
 //! (now − frontier), `X-View-Lag-Records` (Σ over source partitions of end offset − covered
 //! offset; end offsets from a background poll, absent until the first poll succeeded).
+//!
+//! # Recommendations
+//! `GET /api/v1/recommend/user/{id}`, `/recommend/similar/{id}`, `/recommend/trending?category=`
+//! (all `?limit=` 1..=100, default 10) answer from the model in the [`ModelSlot`] given to
+//! [`Application::with_models`], filtered and filled from the trending view; see
+//! `routes/recommend.rs` for the rules. Without a slot (or with an empty one) they answer from
+//! trending alone.
 //!
 //! # Errors
 //! Body: `{"error":{"code":"...","message":"...","field":"..."}}` (`field` for validation).

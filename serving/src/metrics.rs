@@ -1,4 +1,5 @@
-//! Prometheus metrics: request count and latency per route, method and status, rendered at
+//! Prometheus metrics: request count and latency per route, method and status, and
+//! recommendation answers by source, rendered at
 //! `GET /metrics`. The recorder is process-global (that is how the `metrics` facade works), so
 //! it is installed once and shared by every `Application` in the process; other crates'
 //! `metrics::` calls show up on the same page.
@@ -14,6 +15,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS_TOTAL: &str = "http_requests_total";
 pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
+/// Recommendation answers by `endpoint` (user, similar, trending) and `source` (model,
+/// trending, model+trending): how often the model actually answers vs. the fallback.
+pub const RECOMMENDATIONS_TOTAL: &str = "recommendation_responses_total";
 
 /// Latency buckets from 1 ms to 10 s: reads are sub-millisecond, token waits take up to
 /// `read_wait_max`.

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::config::ServingConfig;
 use crate::lag::EndOffsets;
+use crate::recommender::ModelSlot;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -19,6 +20,9 @@ pub struct AppState {
     pub config: Arc<ServingConfig>,
     /// Last known end offsets of the source topics (for the lag headers).
     pub end_offsets: Arc<EndOffsets>,
+    /// The promoted recommendation model, if any. Shared with whoever promotes models (the
+    /// binary's model watcher), so a promotion or rollback is seen by the next request.
+    pub models: Arc<ModelSlot>,
     /// Reads currently waiting for a consistency token (also the gauge
     /// `serving_consistency_waits_in_flight`); observable so tests and operators can see waits.
     waiting_reads: Arc<watch::Sender<usize>>,
@@ -28,7 +32,9 @@ impl AppState {
     pub fn new(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>) -> Self {
         let end_offsets = Arc::new(EndOffsets::new(config.source_topics.clone()));
         let waiting_reads = Arc::new(watch::channel(0).0);
-        Self { log, views, config: Arc::new(config), end_offsets, waiting_reads }
+        // Empty until a model is promoted: the recommendation routes answer from trending.
+        let models = Arc::new(ModelSlot::new());
+        Self { log, views, config: Arc::new(config), end_offsets, models, waiting_reads }
     }
 
     /// Watches the number of reads waiting for a consistency token right now.

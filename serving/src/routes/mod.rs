@@ -3,6 +3,7 @@
 
 mod catalog;
 pub mod products;
+mod recommend;
 mod stock;
 mod system;
 mod warehouses;
@@ -39,6 +40,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/warehouses/{id}", read(get(warehouses::get)))
         .route("/api/v1/stock/receipts", post(stock::receive))
         .route("/api/v1/stock/adjustments", post(stock::adjust))
+        .route("/api/v1/recommend/user/{id}", read(get(recommend::for_user)))
+        .route("/api/v1/recommend/similar/{id}", read(get(recommend::similar)))
+        .route("/api/v1/recommend/trending", read(get(recommend::trending)))
         // After the routes: it replaces the 405 handler of every route defined so far.
         .method_not_allowed_fallback(system::method_not_allowed)
         .fallback(system::not_found)

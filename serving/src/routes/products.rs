@@ -45,7 +45,7 @@ pub fn decode_cursor(cursor: &str) -> Result<Id, ApiError> {
     Id::new(text).map_err(|_| ApiError::InvalidCursor)
 }
 
-fn query_id(value: Option<String>, name: &str) -> Result<Option<Id>, ApiError> {
+pub(crate) fn query_id(value: Option<String>, name: &str) -> Result<Option<Id>, ApiError> {
     value
         .map(|v| Id::new(v).map_err(|e| ApiError::InvalidQuery(format!("{name}: {}", e.message))))
         .transpose()

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use shopflow_dataflow::views::{ProductRow, ProgressReport, StockRow, ViewUpdate, Views, WarehouseRow};
 use shopflow_events::{partition_for, Envelope, Event, Id, Money};
 use shopflow_ingest::{EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
-use shopflow_serving::{AppState, Application, ServingConfig};
+use shopflow_serving::{AppState, Application, ModelSlot, ServingConfig};
 use tokio::sync::mpsc;
 
 pub const PARTITIONS: u32 = 4;
@@ -141,6 +141,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut ServingConfig)) -> TestApp {
+    spawn(configure, None).await
+}
+
+/// An app serving recommendations from `models`, which the test promotes and rolls back.
+pub async fn spawn_app_with_models(models: Arc<ModelSlot>) -> TestApp {
+    spawn(|_| {}, Some(models)).await
+}
+
+async fn spawn(configure: impl FnOnce(&mut ServingConfig), models: Option<Arc<ModelSlot>>) -> TestApp {
     let mut config = ServingConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_token: Some("test-admin-token".into()),
@@ -150,7 +159,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServingConfig)) -> TestA
     let admin_token = config.admin_token.clone();
     let (log, appended) = MemLog::new();
     let views = Arc::new(Views::new());
-    let app = Application::build(config, log.clone(), views.clone()).await.expect("build app");
+    let mut app = Application::build(config, log.clone(), views.clone()).await.expect("build app");
+    if let Some(models) = models {
+        app = app.with_models(models);
+    }
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
