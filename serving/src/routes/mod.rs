@@ -2,6 +2,7 @@
 //! are reads (lag headers) or admin writes (the `Admin` extractor in the handler).
 
 mod catalog;
+mod interactions;
 pub mod products;
 mod recommend;
 mod stock;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/warehouses/{id}", read(get(warehouses::get)))
         .route("/api/v1/stock/receipts", post(stock::receive))
         .route("/api/v1/stock/adjustments", post(stock::adjust))
+        .route("/api/v1/interactions", post(interactions::record))
         .route("/api/v1/recommend/user/{id}", read(get(recommend::for_user)))
         .route("/api/v1/recommend/similar/{id}", read(get(recommend::similar)))
         .route("/api/v1/recommend/trending", read(get(recommend::trending)))
