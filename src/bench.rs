@@ -1,8 +1,0 @@
-//! The macro benchmark harness (filled in below).
-
-#[derive(clap::Args)]
-pub struct BenchArgs {}
-
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
-}

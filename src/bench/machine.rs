@@ -1,0 +1,141 @@
+//! Facts about the machine and build a report was measured on, and per-thread CPU time from
+//! /proc, which tells which thread (timely worker, log writer, reader, producer) is the
+//! bottleneck of a phase without needing a profiler.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineFacts {
+    pub nproc: usize,
+    pub cpu_model: Option<String>,
+    pub memory_gib: Option<f64>,
+    pub kernel: Option<String>,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub date_utc: String,
+    pub unix_time: u64,
+}
+
+fn command(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+pub fn facts() -> MachineFacts {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_owned());
+    let memory_gib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let kb: f64 = m
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some((kb / 1024.0 / 1024.0 * 10.0).round() / 10.0)
+    });
+    let unix_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    MachineFacts {
+        nproc: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        cpu_model,
+        memory_gib,
+        kernel: command("uname", &["-r"]),
+        git_commit: command("git", &["rev-parse", "--short", "HEAD"]),
+        git_dirty: command("git", &["status", "--porcelain", "--untracked-files=no"])
+            .map(|s| !s.is_empty()),
+        date_utc: command("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+            .unwrap_or_else(|| unix_time.to_string()),
+        unix_time,
+    }
+}
+
+/// CPU seconds (user + system) per thread name, summed over threads with the same name.
+#[derive(Clone, Debug, Default)]
+pub struct ThreadCpu(BTreeMap<String, f64>);
+
+fn clock_ticks() -> f64 {
+    command("getconf", &["CLK_TCK"])
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100.0)
+}
+
+impl ThreadCpu {
+    pub fn sample() -> Self {
+        let ticks = clock_ticks();
+        let mut out = BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Self(out);
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            // The name sits in parentheses and may contain spaces; the fields after it are fixed.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let name = normalise(&stat[open + 1..close]);
+            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
+            let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) else {
+                continue;
+            };
+            let secs = (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / ticks;
+            *out.entry(name).or_insert(0.0) += secs;
+        }
+        Self(out)
+    }
+
+    /// CPU seconds each thread group used since `earlier`, largest first (threads that ended
+    /// in between are lost, which is why phases sample while their threads still run).
+    pub fn since(&self, earlier: &ThreadCpu) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> = self
+            .0
+            .iter()
+            .map(|(name, now)| {
+                (
+                    name.clone(),
+                    now - earlier.0.get(name).copied().unwrap_or(0.0),
+                )
+            })
+            .filter(|(_, d)| *d >= 0.01)
+            .map(|(n, d)| (n, (d * 100.0).round() / 100.0))
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
+    }
+}
+
+/// Threads keep their own names (`timely:work-0`, `shopflow-log-writer`) so an imbalance
+/// between workers shows; same-named threads (the tokio pool) are summed.
+fn normalise(name: &str) -> String {
+    name.trim().to_owned()
+}
+
+/// Peak resident set size of this process so far, in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((kb / 1024.0).round())
+}

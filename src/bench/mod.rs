@@ -1,0 +1,208 @@
+//! The macro benchmark harness: `shopflow bench` runs the suites on each backend and writes
+//! `OUT/report.json` and `OUT/report.md`, merging in other suites' results found in `OUT`
+//! (`recommender.json`).
+//!
+//! Suites:
+//! - `pipeline`: end-to-end throughput (pre-loaded log → pipeline → views) against the raw
+//!   consume ceiling of the same partitions, and produce-to-visible freshness at a fixed rate.
+
+mod machine;
+mod pipeline;
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Where the report (report.json, report.md) is written.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+    /// Kafka bootstrap servers (HOST:PORT); when given, the suites also run on Kafka.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Skip the embedded backend (e.g. to rerun only Kafka).
+    #[arg(long)]
+    pub no_embedded: bool,
+    /// Events pre-loaded for the throughput run [default: 2000000; --quick: 100000].
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Size of the Zipf-distributed product keyspace [default: 100000; --quick: 10000].
+    #[arg(long)]
+    pub products: Option<u64>,
+    /// Produce rate of the freshness run, events/s.
+    #[arg(long, default_value_t = 20_000)]
+    pub rate: u64,
+    /// Length of the freshness run in seconds [default: 15; --quick: 3].
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Pipeline worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Partitions per source topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
+    /// Small sizes, for a smoke test of the harness.
+    #[arg(long)]
+    pub quick: bool,
+    /// Which phases of the pipeline suite to run (throughput, freshness).
+    #[arg(long, value_delimiter = ',', default_value = "throughput,freshness")]
+    pub phases: Vec<pipeline::Phase>,
+    /// Longest any phase may wait for the views, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Run every phase in this process instead of one child process per backend and phase.
+    #[arg(long)]
+    pub in_process: bool,
+    /// Internal: run as a child for one phase and write its results (JSON) to this file.
+    #[arg(long, hide = true)]
+    pub child_output: Option<PathBuf>,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rate > 0, "--rate must be positive");
+    anyhow::ensure!(args.workers > 0, "--workers must be positive");
+    let config = pipeline::SuiteConfig {
+        events: args
+            .events
+            .unwrap_or(if args.quick { 100_000 } else { 2_000_000 }),
+        products: args
+            .products
+            .unwrap_or(if args.quick { 10_000 } else { 100_000 }),
+        rate: args.rate,
+        duration: Duration::from_secs_f64(args.duration.unwrap_or(if args.quick {
+            3.0
+        } else {
+            15.0
+        })),
+        workers: args.workers,
+        partitions: args.partitions,
+        scratch: pipeline::scratch_dir(&args.out),
+        timeout: Duration::from_secs(args.timeout),
+        phases: args.phases.clone(),
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let machine = machine::facts();
+    tracing::info!(nproc = machine.nproc, commit = ?machine.git_commit, out = %args.out.display(), "benchmark starting");
+
+    let mut backends = Vec::new();
+    if !args.no_embedded {
+        backends.push(pipeline::Backend {
+            name: "embedded",
+            kafka: None,
+        });
+    }
+    if let Some(kafka) = &args.kafka {
+        backends.push(pipeline::Backend {
+            name: "kafka",
+            kafka: Some(kafka.clone()),
+        });
+    }
+    anyhow::ensure!(
+        !backends.is_empty(),
+        "no backend to run: drop --no-embedded or pass --kafka"
+    );
+    if let Some(path) = &args.child_output {
+        let mut results = Vec::new();
+        for backend in &backends {
+            results.push(pipeline::run(backend, &config).await);
+        }
+        std::fs::write(path, serde_json::to_vec(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        return Ok(());
+    }
+    let mut results = Vec::new();
+    for backend in &backends {
+        if args.in_process {
+            results.push(pipeline::run(backend, &config).await);
+            continue;
+        }
+        let mut merged = pipeline::BackendResult {
+            backend: backend.name.to_owned(),
+            ..Default::default()
+        };
+        for phase in &config.phases {
+            match run_child(&args, &config, backend, *phase).await {
+                Ok(child) => child.into_iter().for_each(|r| merged.merge(r)),
+                Err(e) => {
+                    tracing::error!(
+                        backend = backend.name,
+                        phase = phase.name(),
+                        error = format!("{e:#}"),
+                        "benchmark phase failed"
+                    );
+                    merged.errors.push(format!("{}: {e:#}", phase.name()));
+                }
+            }
+        }
+        results.push(merged);
+    }
+    let _ = std::fs::remove_dir_all(&config.scratch);
+
+    let report = report::Report::new(machine, &config, args.quick, results, &args.out)?;
+    let (json, md) = report.write(&args.out)?;
+    println!(
+        "benchmark report:\n  {}\n  {}",
+        md.display(),
+        json.display()
+    );
+    Ok(())
+}
+
+/// Runs one backend's phase in a child process of this binary. Each phase thus starts with a
+/// fresh heap and fresh threads: the allocator state a 2M-event pipeline run leaves behind
+/// otherwise slows whatever runs after it, and backends would not be compared fairly.
+async fn run_child(
+    args: &BenchArgs,
+    config: &pipeline::SuiteConfig,
+    backend: &pipeline::Backend,
+    phase: pipeline::Phase,
+) -> anyhow::Result<Vec<pipeline::BackendResult>> {
+    let exe = std::env::current_exe().context("locating the shopflow binary")?;
+    std::fs::create_dir_all(&config.scratch)?;
+    let output = config
+        .scratch
+        .join(format!("{}-{}.json", backend.name, phase.name()));
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("bench")
+        .arg("--out")
+        .arg(&args.out)
+        .arg("--events")
+        .arg(config.events.to_string())
+        .arg("--products")
+        .arg(config.products.to_string())
+        .arg("--rate")
+        .arg(config.rate.to_string())
+        .arg("--duration")
+        .arg(config.duration.as_secs_f64().to_string())
+        .arg("--workers")
+        .arg(config.workers.to_string())
+        .arg("--partitions")
+        .arg(config.partitions.to_string())
+        .arg("--timeout")
+        .arg(args.timeout.to_string())
+        .arg("--phases")
+        .arg(phase.name())
+        .arg("--child-output")
+        .arg(&output);
+    match &backend.kafka {
+        Some(kafka) => cmd.arg("--no-embedded").arg("--kafka").arg(kafka),
+        None => &mut cmd,
+    };
+    if args.quick {
+        cmd.arg("--quick");
+    }
+    let status = cmd
+        .kill_on_drop(true)
+        .status()
+        .await
+        .context("starting the benchmark child process")?;
+    anyhow::ensure!(status.success(), "benchmark child process failed: {status}");
+    let text = std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
+    let _ = std::fs::remove_file(&output);
+    Ok(serde_json::from_slice(&text)?)
+}

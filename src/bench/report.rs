@@ -1,0 +1,372 @@
+//! The report: one JSON document with every number, and a Markdown rendering with the aims of
+//! issue 2 and whether each was met.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::machine::MachineFacts;
+use super::pipeline::{BackendResult, SuiteConfig};
+
+/// End-to-end events/s the embedded log must sustain on the 2-core machine.
+pub const AIM_THROUGHPUT_EMBEDDED: f64 = 200_000.0;
+/// Pipeline ÷ raw consume.
+pub const AIM_RATIO: f64 = 0.5;
+/// p99 produce-to-visible at 20,000 events/s on the embedded log.
+pub const AIM_P99_MS: f64 = 50.0;
+pub const AIM_P99_RATE: u64 = 20_000;
+
+/// Other suites write their results next to the report under these names.
+const EXTERNAL_SUITES: [&str; 1] = ["recommender"];
+
+#[derive(Serialize)]
+pub struct Report {
+    machine: MachineFacts,
+    config: ConfigEcho,
+    suites: Suites,
+}
+
+#[derive(Serialize)]
+struct ConfigEcho {
+    quick: bool,
+    events: u64,
+    products: u64,
+    rate: u64,
+    duration_secs: f64,
+    workers: usize,
+    partitions: u32,
+}
+
+#[derive(Serialize)]
+struct Suites {
+    pipeline: Vec<BackendResult>,
+    #[serde(flatten)]
+    external: serde_json::Map<String, Value>,
+}
+
+impl Report {
+    pub fn new(
+        machine: MachineFacts,
+        config: &SuiteConfig,
+        quick: bool,
+        pipeline: Vec<BackendResult>,
+        out: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut external = serde_json::Map::new();
+        for name in EXTERNAL_SUITES {
+            let path = out.join(format!("{name}.json"));
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let value: Value = serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", path.display()))?;
+                    external.insert(name.to_owned(), value);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+        Ok(Self {
+            machine,
+            config: ConfigEcho {
+                quick,
+                events: config.events,
+                products: config.products,
+                rate: config.rate,
+                duration_secs: config.duration.as_secs_f64(),
+                workers: config.workers,
+                partitions: config.partitions,
+            },
+            suites: Suites { pipeline, external },
+        })
+    }
+
+    /// Writes report.json and report.md; returns their paths.
+    pub fn write(&self, out: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let json = out.join("report.json");
+        let md = out.join("report.md");
+        std::fs::write(&json, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        std::fs::write(&md, self.markdown())
+            .with_context(|| format!("writing {}", md.display()))?;
+        Ok((json, md))
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = String::new();
+        let m = &self.machine;
+        let _ = writeln!(s, "# shopflow benchmark report\n");
+        let _ = writeln!(
+            s,
+            "{} · commit `{}`{} · {} cores ({}) · {} GiB RAM{}\n",
+            m.date_utc,
+            m.git_commit.as_deref().unwrap_or("unknown"),
+            if m.git_dirty == Some(true) {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            },
+            m.nproc,
+            m.cpu_model.as_deref().unwrap_or("unknown cpu"),
+            m.memory_gib.map_or("?".to_owned(), |g| g.to_string()),
+            if self.config.quick {
+                " · **--quick run: sizes too small for the aims**"
+            } else {
+                ""
+            },
+        );
+        self.pipeline_markdown(&mut s);
+        for (name, value) in &self.suites.external {
+            let _ = writeln!(s, "## Suite `{name}`\n");
+            let _ = writeln!(s, "From `{name}.json`.\n\n| key | value |\n|---|---|");
+            let mut rows = Vec::new();
+            flatten("", value, &mut rows);
+            for (k, v) in rows {
+                let _ = writeln!(s, "| `{k}` | {} |", v.replace('|', "\\|"));
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    fn pipeline_markdown(&self, s: &mut String) {
+        let c = &self.config;
+        let _ = writeln!(s, "## Suite `pipeline`\n");
+        let _ = writeln!(
+            s,
+            "Workload: catalog and inventory events (75% stock.received, 20% stock.adjusted, 5% product.updated \
+             after product.created for every product) on a Zipf(1.0) keyspace of {} products, {} partitions per \
+             topic, {} pipeline workers.\n",
+            c.products, c.partitions, c.workers
+        );
+
+        let _ = writeln!(s, "### Throughput: log → pipeline → views\n");
+        let _ = writeln!(
+            s,
+            "The log is pre-loaded (untimed); the clock runs from pipeline start until the views reflect every \
+             appended offset. Raw consume reads the same partitions with bare `LogReader`s, touching every \
+             record's bytes.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| backend | events | pipeline events/s | raw consume rec/s (1 reader) | ratio | raw rec/s ({} readers) | ratio | aim | met |",
+            c.workers
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|---|");
+        for b in &self.suites.pipeline {
+            let Some(t) = &b.throughput else {
+                let _ = writeln!(s, "| {} | — | failed | | | | | | no |", b.backend);
+                continue;
+            };
+            let mut aims = vec![format!("ratio ≥ {AIM_RATIO}")];
+            let mut met = t.ratio >= AIM_RATIO;
+            if b.backend == "embedded" {
+                aims.insert(
+                    0,
+                    format!("≥ {} events/s", thousands(AIM_THROUGHPUT_EMBEDDED)),
+                );
+                met &= t.events_per_sec >= AIM_THROUGHPUT_EMBEDDED;
+            }
+            let _ = writeln!(
+                s,
+                "| {} | {} | **{}** | {} | {:.2} | {} | {:.2} | {} | {} |",
+                b.backend,
+                thousands(t.events as f64),
+                thousands(t.events_per_sec),
+                thousands(t.raw.records_per_sec),
+                t.ratio,
+                thousands(t.raw_parallel.records_per_sec),
+                t.ratio_parallel,
+                aims.join(", "),
+                yes_no(met && !c.quick),
+            );
+        }
+        s.push('\n');
+        for b in &self.suites.pipeline {
+            let Some(t) = &b.throughput else { continue };
+            let threads: Vec<String> = t
+                .cpu_by_thread
+                .iter()
+                .take(6)
+                .map(|(n, secs)| format!("`{n}` {secs:.1} s"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "- {}: pipeline took {:.2} s (start {:.2} s); {:.2} cores busy; CPU by thread: {}; peak RSS {} MiB; \
+                 load (untimed) {} events/s.",
+                b.backend,
+                t.pipeline_secs,
+                t.pipeline_start_secs,
+                t.cpu_cores_busy,
+                threads.join(", "),
+                t.peak_rss_mib.map_or("?".to_owned(), |m| m.to_string()),
+                thousands(t.load_events_per_sec),
+            );
+        }
+        s.push('\n');
+
+        let _ = writeln!(s, "### Freshness: produce → visible in the views\n");
+        let _ = writeln!(
+            s,
+            "A producer appends batches of rate/200 events every 5 ms on an absolute schedule (appends run \
+             concurrently, so a slow ack does not delay the next batch). A batch's latency is from the instant \
+             its append was issued until the views' progress first covers its last offset in every partition it \
+             wrote; every event of the batch gets that latency (percentiles are per event). The catalog \
+             ({} products) is loaded and reflected before the clock starts; no warm-up is discarded. \
+             \"ack\" is the part until the log acknowledged the append as durable.\n",
+            c.products.min(100_000)
+        );
+        let _ = writeln!(
+            s,
+            "| backend | target/s | achieved/s | p50 ms | p90 ms | p99 ms | max ms | ack p50 / p99 ms | aim | met |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
+        for b in &self.suites.pipeline {
+            let Some(f) = &b.freshness else {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | failed | | | | | | | no |",
+                    b.backend, c.rate
+                );
+                continue;
+            };
+            let (aim, met) = if b.backend == "embedded" {
+                let met = f.latency.p99_ms <= AIM_P99_MS
+                    && f.target_rate >= AIM_P99_RATE
+                    && f.unresolved_batches == 0
+                    && f.achieved_rate >= 0.95 * f.target_rate as f64;
+                (
+                    format!(
+                        "p99 ≤ {AIM_P99_MS} ms at {} /s",
+                        thousands(AIM_P99_RATE as f64)
+                    ),
+                    yes_no(met && !c.quick),
+                )
+            } else {
+                ("—".to_owned(), "—")
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {:.1} | **{:.1}** | {:.1} | {:.1} / {:.1} | {} | {} |",
+                b.backend,
+                thousands(f.target_rate as f64),
+                thousands(f.achieved_rate),
+                f.latency.p50_ms,
+                f.latency.p90_ms,
+                f.latency.p99_ms,
+                f.latency.max_ms,
+                f.append_ack.p50_ms,
+                f.append_ack.p99_ms,
+                aim,
+                met,
+            );
+        }
+        s.push('\n');
+        for b in &self.suites.pipeline {
+            let Some(f) = &b.freshness else { continue };
+            let slow: Vec<String> = f
+                .slowest_batches
+                .iter()
+                .take(5)
+                .map(|(t, ms)| format!("{ms:.0} ms at {t:.1} s"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "- {}: {} events in {} batches over {:.1} s; unresolved batches {}; producer lag p99 {:.1} ms; \
+                 {:.2} cores busy; slowest batches: {}.",
+                b.backend,
+                thousands(f.events as f64),
+                f.batches,
+                f.duration_secs,
+                f.unresolved_batches,
+                f.producer_lag.p99_ms,
+                f.cpu_cores_busy,
+                slow.join(", "),
+            );
+        }
+        for b in &self.suites.pipeline {
+            for e in &b.errors {
+                let _ = writeln!(s, "- **{} failed**: {}", b.backend, e.replace('\n', " "));
+            }
+        }
+        s.push('\n');
+    }
+}
+
+fn yes_no(met: bool) -> &'static str {
+    if met {
+        "yes"
+    } else {
+        "**no**"
+    }
+}
+
+fn thousands(v: f64) -> String {
+    let n = v.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    // Groups of three from the right: the first group takes what is left over.
+    let first = match digits.len() % 3 {
+        0 => 3,
+        r => r,
+    };
+    let mut out = digits[..first.min(digits.len())].to_owned();
+    for group in digits.as_bytes()[first.min(digits.len())..].chunks(3) {
+        out.push(',');
+        out.push_str(std::str::from_utf8(group).expect("ascii digits"));
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Dotted keys for nested objects; arrays of scalars inline, other arrays as JSON.
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        Value::Number(n) => out.push((prefix.to_owned(), n.to_string())),
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1234567.4), "1,234,567");
+    }
+
+    #[test]
+    fn flatten_uses_dotted_keys() {
+        let mut rows = Vec::new();
+        flatten(
+            "",
+            &serde_json::json!({"a": 1, "b": {"c": "x", "d": [1, 2]}}),
+            &mut rows,
+        );
+        assert_eq!(
+            rows,
+            vec![
+                ("a".into(), "1".into()),
+                ("b.c".into(), "x".into()),
+                ("b.d".into(), "[1,2]".into())
+            ]
+        );
+    }
+}
