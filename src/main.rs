@@ -4,8 +4,10 @@
 
 mod bench;
 mod demo;
+mod models;
 mod run;
 mod settings;
+mod train;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +36,10 @@ enum Command {
     Schema,
     /// Runs the macro benchmarks and writes target/bench/report.{md,json}.
     Bench(bench::BenchArgs),
+    /// Trains a recommendation model, evaluates it and writes it to the model store.
+    Train(train::TrainArgs),
+    /// Lists, promotes and rolls back trained recommendation models.
+    Models(models::ModelsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -107,6 +113,8 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => runtime()?.block_on(run::pipeline(settings, args)),
         Command::Serve(args) => runtime()?.block_on(run::serve(settings, args)),
         Command::Bench(args) => runtime()?.block_on(bench::run(args)),
+        Command::Train(args) => runtime()?.block_on(train::run(settings, args)),
+        Command::Models(args) => models::cli(settings, args),
     }
 }
 

@@ -299,7 +299,11 @@ impl ModelStore {
             write_json(&tmp.join("users.json"), users)?;
             write_matrix(&tmp.join("user_factors.bin"), m.user_factors())?;
         }
-        write_json(&tmp.join("similar.json"), &SimilarFile { k: SIMILAR_K, neighbours: similar })?;
+        // Compact: this is the one large JSON file (items × k pairs).
+        let path = tmp.join("similar.json");
+        let bytes = serde_json::to_vec(&SimilarFile { k: SIMILAR_K, neighbours: similar })
+            .map_err(|source| StoreError::Json { path: path.clone(), source })?;
+        write_file(&path, &bytes)?;
         write_json(&tmp.join("metrics.json"), &t.evaluation)?;
         let created_ms = now_millis();
         let mut meta = ModelMetadata {
