@@ -408,6 +408,46 @@ mod tests {
         assert!(matches!(ServingModel::from_parts(1, i, 2, h, bad, s), Err(ServingModelError::FoldIn(_))));
     }
 
+    /// Latency of a whole `/recommend/user` model call (fold-in + scoring every item + top-n)
+    /// on MovieLens 100K at rank 64, every user's full history as input. Needs the dataset
+    /// (`scripts/fetch-datasets.sh`); run with
+    /// `cargo test --release -p shopflow-recommender --lib -- --ignored --nocapture latency`.
+    #[test]
+    #[ignore]
+    fn recommend_latency_on_movielens() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/datasets/ml-100k/ml-100k.inter");
+        let file = crate::dataset::load_inter(path).expect("run scripts/fetch-datasets.sh");
+        let (users, items) = (file.users.len(), file.items.len());
+        let x = Interactions::from_triplets(users, items, file.events.iter().map(|e| (e.user, e.item, 1.0))).unwrap();
+        let params = linfa::ParamGuard::check(Nmf::params(64).max_iter(200).alpha(0.01)).unwrap();
+        let model = params.fit(&DatasetBase::new(x.clone(), ())).unwrap();
+        let ids: Vec<String> = (0..items).map(|i| file.items.token(i).unwrap().to_owned()).collect();
+        let t = std::time::Instant::now();
+        let sm = ServingModel::from_nmf(1, &model, &params, ids.clone(), 20).unwrap();
+        let build = t.elapsed();
+        let mut samples = Vec::new();
+        for _pass in 0..5 {
+            for u in 0..users {
+                let (its, vals) = x.row(u);
+                let input: Vec<(&str, f64)> = its.iter().zip(vals).map(|(&i, &v)| (ids[i].as_str(), v)).collect();
+                let t = std::time::Instant::now();
+                let recs = sm.recommend(&input, 10, |_| false);
+                samples.push(t.elapsed().as_secs_f64() * 1e6);
+                assert_eq!(recs.len(), 10);
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
+        println!(
+            "ml-100k rank 64, {items} items: similar top-20 built in {:.0} ms; recommend (fold-in + score + top 10) over {} calls: p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+            build.as_secs_f64() * 1e3,
+            samples.len(),
+            pct(0.5),
+            pct(0.99),
+            samples[samples.len() - 1]
+        );
+    }
+
     #[test]
     fn best_unskipped_refills_past_the_first_window() {
         let scores: Vec<(usize, f64)> = (0..100).map(|i| (i, 100.0 - i as f64)).collect();
