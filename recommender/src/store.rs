@@ -764,6 +764,22 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_saves_get_distinct_versions() {
+        let (_d, store) = store();
+        let t = trained(5, 2);
+        let mut got: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4).map(|_| s.spawn(|| store.save(&t).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2, 3, 4]);
+        for v in got {
+            assert_eq!(store.metadata(v).unwrap().version, v);
+            store.load(v).unwrap();
+        }
+    }
+
+    #[test]
     fn mismatched_ids_are_refused_on_save() {
         let (_d, store) = store();
         let mut t = trained(4, 2);
