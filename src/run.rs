@@ -7,7 +7,7 @@ use shopflow_dataflow::pipeline::{self, PipelineConfig};
 use shopflow_dataflow::views::Views;
 use shopflow_events::Topic;
 use shopflow_ingest::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, TopicSpec};
-use shopflow_serving::Application;
+use shopflow_serving::{Application, ModelSlot};
 
 use crate::settings::{LogSettings, Settings};
 use crate::{demo, LogArgs, PipelineArgs, ServeArgs, UpArgs};
@@ -89,7 +89,8 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
 
     let views = Arc::new(Views::new());
     let handle = start_pipeline(settings.pipeline.clone(), log.clone(), Some(views.clone())).await?;
-    let app = Application::build(settings.serving.clone(), log.clone(), views).await?;
+    let models = watch_models(&settings);
+    let app = Application::build(settings.serving.clone(), log.clone(), views).await?.with_models(models);
     let base = format!("http://{}", app.local_addr());
     let auth = match &settings.serving.admin_token {
         Some(_) => " -H 'authorization: Bearer $SHOPFLOW_SERVING__ADMIN_TOKEN'",
@@ -159,12 +160,21 @@ pub async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()
         let (log, views, stop) = (log.clone(), views.clone(), stop.clone());
         tokio::task::spawn_blocking(move || shopflow_dataflow::replica::spawn(log, views, stop)).await??
     };
-    let app = Application::build(settings.serving.clone(), log, views).await?;
+    let models = watch_models(&settings);
+    let app = Application::build(settings.serving.clone(), log, views).await?.with_models(models);
     println!("shopflow replica serving on http://{}", app.local_addr());
     app.run_until_stopped(shutdown_signal()).await?;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = tokio::task::spawn_blocking(move || tail.join()).await;
     Ok(())
+}
+
+/// The promoted recommendation model of the store under the data directory, reloaded
+/// whenever a model is promoted or rolled back (replicas share the store's directory).
+fn watch_models(settings: &Settings) -> Arc<ModelSlot> {
+    let slot = Arc::new(ModelSlot::new());
+    crate::models::spawn_model_watcher(settings.log.data_dir.join("models"), slot.clone(), std::time::Duration::from_secs(1));
+    slot
 }
 
 async fn wait_for_flag(flag: Arc<std::sync::atomic::AtomicBool>) {
