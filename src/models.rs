@@ -79,7 +79,6 @@ fn poll_store(root: &Path, loaded: Option<u64>) -> Poll {
 /// `every`), installing it in `slot`. Loading runs on the blocking pool; a model that fails to
 /// load is reported once and the previous one keeps serving. A withdrawn pointer also keeps
 /// the current model: serving something is better than nothing, and rollback is explicit.
-#[allow(dead_code)] // spawned by `up`/`serve` once serving's routes take the slot
 pub fn spawn_model_watcher(store_root: PathBuf, slot: Arc<ModelSlot>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut loaded: Option<u64> = None;
