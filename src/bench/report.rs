@@ -42,6 +42,8 @@ struct ConfigEcho {
 
 #[derive(Serialize)]
 struct Suites {
+    /// Keyed by backend (`embedded`, `kafka`), in the order they ran.
+    #[serde(serialize_with = "by_backend")]
     pipeline: Vec<BackendResult>,
     #[serde(flatten)]
     external: serde_json::Map<String, Value>,
@@ -293,6 +295,15 @@ impl Report {
         }
         s.push('\n');
     }
+}
+
+fn by_backend<S: serde::Serializer>(results: &[BackendResult], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(results.len()))?;
+    for r in results {
+        map.serialize_entry(&r.backend, r)?;
+    }
+    map.end()
 }
 
 fn yes_no(met: bool) -> &'static str {
