@@ -46,9 +46,13 @@ where
     V: ExchangeData,
     W: ExchangeData,
 {
-    let keys = right.clone().map(|(k, _)| k).distinct();
+    // The left side is arranged once and used both to find matches and to find the records
+    // without one: left minus those that have a match.
+    let left = left.arrange_by_key();
+    let keys = right.clone().map(|(k, _)| k).distinct().map(|k| (k, ())).arrange_by_key();
     let right = right.arrange_by_key();
-    let matched = left.clone().arrange_by_key().join_core(right, |k, v, w| Some((k.clone(), (v.clone(), Some(w.clone())))));
-    let unmatched = left.antijoin(keys).map(|(k, v)| (k, (v, None)));
+    let matched = left.clone().join_core(right, |k, v, w| Some((k.clone(), (v.clone(), Some(w.clone())))));
+    let with_match = left.clone().join_core(keys, |k, v, _| Some((k.clone(), v.clone())));
+    let unmatched = left.as_collection(|k, v| (k.clone(), v.clone())).concat(with_match.negate()).map(|(k, v)| (k, (v, None)));
     matched.concat(unmatched)
 }
