@@ -384,6 +384,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
     let mut last_seal = Instant::now();
     let mut last_snapshot = Instant::now();
     let mut epoch_read = false;
+    let mut snapshot_writer: Option<std::thread::JoinHandle<Result<(), PipelineError>>> = None;
 
     while !shared.stop.load(Ordering::Relaxed) {
         // Bound the epochs in flight, so a slow dataflow slows reading instead of queueing.
@@ -446,15 +447,26 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             epoch = recorded.unwrap_or((epoch + 1).max(now_ms()));
             inputs.advance_to(epoch);
             last_seal = Instant::now();
-            if last_snapshot.elapsed() >= Duration::from_millis(shared.config.snapshot_interval_ms) {
-                save_snapshots(&snapshots, &mut states)?;
+            let writer_idle = snapshot_writer.as_ref().is_none_or(|w| w.is_finished());
+            if writer_idle && last_snapshot.elapsed() >= Duration::from_millis(shared.config.snapshot_interval_ms) {
+                if let Some(previous) = snapshot_writer.take() {
+                    previous.join().map_err(|_| PipelineError::Worker("snapshot writer panicked".into()))??;
+                }
+                // Taking the snapshot is a copy; encoding and fsync happen off the worker so
+                // the dataflow keeps moving.
+                let taken = take_snapshots(&mut states);
+                let store = snapshots.clone();
+                snapshot_writer = Some(std::thread::spawn(move || write_snapshots(&store, &taken)));
                 last_snapshot = Instant::now();
             }
         }
         worker.step();
     }
+    if let Some(previous) = snapshot_writer.take() {
+        previous.join().map_err(|_| PipelineError::Worker("snapshot writer panicked".into()))??;
+    }
     if shared.config.snapshot_on_stop {
-        save_snapshots(&snapshots, &mut states)?;
+        write_snapshots(&snapshots, &take_snapshots(&mut states))?;
     }
     // Close the inputs and let the dataflow drain briefly; in a cluster the other processes
     // may be stopping later or not at all, so after a grace period the dataflow is dropped
@@ -538,11 +550,20 @@ fn append_durably(log: &dyn EventLog, records: Vec<OutRecord>, stop: &AtomicBool
     }
 }
 
-fn save_snapshots(store: &SnapshotStore, states: &mut BTreeMap<(String, u32), PartitionState>) -> Result<(), PipelineError> {
+fn take_snapshots(states: &mut BTreeMap<(String, u32), PartitionState>) -> Vec<(String, u32, crate::state::PartitionSnapshot)> {
     let now = now_ms() as i64;
-    for ((topic, partition), state) in states.iter_mut() {
-        state.prune_window(now);
-        store.save(topic, *partition, state)?;
+    states
+        .iter_mut()
+        .map(|((topic, partition), state)| {
+            state.prune_window(now);
+            (topic.clone(), *partition, state.to_snapshot())
+        })
+        .collect()
+}
+
+fn write_snapshots(store: &SnapshotStore, taken: &[(String, u32, crate::state::PartitionSnapshot)]) -> Result<(), PipelineError> {
+    for (topic, partition, snapshot) in taken {
+        store.write(topic, *partition, snapshot)?;
     }
     Ok(())
 }

@@ -30,21 +30,31 @@ pub enum ViewRow {
 }
 
 impl ViewRow {
-    fn key(&self) -> (&'static str, String) {
-        match self {
-            ViewRow::Product(r) => ("products", r.product_id.to_string()),
-            ViewRow::Stock(r) => ("stock", format!("{}/{}", r.product_id, r.warehouse_id)),
-            ViewRow::Warehouse(r) => ("warehouses", r.warehouse_id.to_string()),
-            ViewRow::Interaction(r) => ("interactions", format!("{}/{}", r.user_id, r.product_id)),
-            ViewRow::Purchase(r) => ("purchases", format!("{}/{}", r.user_id, r.product_id)),
-            ViewRow::Trending(r) => ("trending", r.product_id.to_string()),
-        }
-    }
-
     fn key_hash(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.key().hash(&mut hasher);
+        std::mem::discriminant(self).hash(&mut hasher);
+        match self {
+            ViewRow::Product(r) => r.product_id.hash(&mut hasher),
+            ViewRow::Stock(r) => (&r.product_id, &r.warehouse_id).hash(&mut hasher),
+            ViewRow::Warehouse(r) => r.warehouse_id.hash(&mut hasher),
+            ViewRow::Interaction(r) => (&r.user_id, &r.product_id).hash(&mut hasher),
+            ViewRow::Purchase(r) => (&r.user_id, &r.product_id).hash(&mut hasher),
+            ViewRow::Trending(r) => r.product_id.hash(&mut hasher),
+        }
         hasher.finish()
+    }
+
+    /// Whether two rows are for the same key of the same view.
+    fn same_key(&self, other: &ViewRow) -> bool {
+        match (self, other) {
+            (ViewRow::Product(a), ViewRow::Product(b)) => a.product_id == b.product_id,
+            (ViewRow::Stock(a), ViewRow::Stock(b)) => (&a.product_id, &a.warehouse_id) == (&b.product_id, &b.warehouse_id),
+            (ViewRow::Warehouse(a), ViewRow::Warehouse(b)) => a.warehouse_id == b.warehouse_id,
+            (ViewRow::Interaction(a), ViewRow::Interaction(b)) => (&a.user_id, &a.product_id) == (&b.user_id, &b.product_id),
+            (ViewRow::Purchase(a), ViewRow::Purchase(b)) => (&a.user_id, &a.product_id) == (&b.user_id, &b.product_id),
+            (ViewRow::Trending(a), ViewRow::Trending(b)) => a.product_id == b.product_id,
+            _ => false,
+        }
     }
 
     fn upsert(self) -> ViewUpdate {
@@ -182,22 +192,36 @@ pub fn build<'scope>(
             if reported.is_some_and(|r| r >= frontier) {
                 return;
             }
-            // Per key, the last state any complete epoch left it in: (row, still present).
-            let mut latest: BTreeMap<(&'static str, String), (ViewRow, bool)> = BTreeMap::new();
+            // The net change over every complete epoch, from what was published before to
+            // now, is per key at most "retract the old row, insert the new one": exactly the
+            // upserts to publish. Rows sort by view and then by their key fields, so one key's
+            // changes are adjacent after consolidation.
+            let mut changes: Vec<(ViewRow, isize)> = Vec::new();
             let complete: Vec<Epoch> = pending.range(..frontier).map(|(t, _)| *t).collect();
             for time in complete {
-                let mut updates = pending.remove(&time).unwrap_or_default();
-                differential_dataflow::consolidation::consolidate(&mut updates);
-                // Retractions first, so a key replaced within the epoch ends at its new row.
-                updates.sort_by_key(|(_, diff)| *diff > 0);
-                for (row, diff) in updates {
-                    latest.insert(row.key(), (row, diff > 0));
-                }
+                changes.extend(pending.remove(&time).unwrap_or_default());
             }
-            let updates: Vec<ViewUpdate> = latest
-                .into_values()
-                .map(|(row, present)| if present { row.upsert() } else { row.tombstone() })
-                .collect();
+            differential_dataflow::consolidation::consolidate(&mut changes);
+            let mut updates: Vec<ViewUpdate> = Vec::new();
+            let mut rows = changes.into_iter().peekable();
+            while let Some((row, diff)) = rows.next() {
+                let mut inserted = (diff > 0).then_some(row.clone());
+                let mut last = row;
+                while let Some((next, _)) = rows.peek() {
+                    if !next.same_key(&last) {
+                        break;
+                    }
+                    let (next, diff) = rows.next().expect("peeked");
+                    if diff > 0 {
+                        inserted = Some(next.clone());
+                    }
+                    last = next;
+                }
+                updates.push(match inserted {
+                    Some(row) => row.upsert(),
+                    None => last.tombstone(),
+                });
+            }
             if let Some(offsets) = remap.borrow_mut().offsets_before(frontier) {
                 last_offsets = offsets;
             }

@@ -44,6 +44,11 @@ impl SnapshotStore {
     }
 
     pub fn save(&self, topic: &str, partition: u32, state: &PartitionState) -> Result<(), SnapshotError> {
+        self.write(topic, partition, &state.to_snapshot())
+    }
+
+    /// Writes an already taken snapshot (so the caller can take it, and another thread write it).
+    pub fn write(&self, topic: &str, partition: u32, snapshot: &PartitionSnapshot) -> Result<(), SnapshotError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SnapshotError::Io { path, source }
@@ -51,7 +56,7 @@ impl SnapshotStore {
         fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let path = self.path(topic, partition);
         let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(&state.to_snapshot()).expect("snapshots serialise");
+        let bytes = serde_json::to_vec(snapshot).expect("snapshots serialise");
         let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
         file.write_all(&bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;

@@ -13,7 +13,7 @@ use anyhow::{ensure, Context, Result};
 use parking_lot::Mutex;
 use reqwest::StatusCode;
 use serde_json::Value;
-use shopflow_dataflow::views::{InteractionRow, ProductRow, PurchaseRow, TrendingRow, ViewUpdate, Views};
+use shopflow_dataflow::views::{InteractionRow, PurchaseRow, StockRow, TrendingRow, ViewUpdate, Views};
 use shopflow_events::Id;
 use shopflow_serving::{ModelSlot, Recommender};
 use support::*;
@@ -93,8 +93,13 @@ fn model_v2() -> CoModel {
     CoModel::new("v2", &[&["a", "e"], &["a", "f"], &["d", "g"]])
 }
 
-fn product(id: &str, category: &str, stock: i64) -> ProductRow {
-    ProductRow { stock, ..product_row(id, category, "brand") }
+/// A product and its stock, as the pipeline publishes them: the catalog row, and a stock row
+/// from which the view layer derives the product's stock total.
+fn product(id: &str, category: &str, stock: i64) -> [ViewUpdate; 2] {
+    let row = product_row(id, category, "brand");
+    let key = (Id::from(id), Id::from("wh"));
+    let stock_row = (stock > 0).then(|| StockRow { product_id: Id::from(id), warehouse_id: Id::from("wh"), warehouse_name: None, quantity: stock });
+    [ViewUpdate::Product { key: row.product_id.clone(), row: Some(row) }, ViewUpdate::Stock { key, row: stock_row }]
 }
 
 fn trending_row(id: &str, category: Option<&str>, score: i64) -> ViewUpdate {
@@ -132,8 +137,7 @@ fn fill(views: &Views) {
         product("h", "hats", 5),
         product("x", "hats", 0),
     ];
-    let mut updates: Vec<ViewUpdate> =
-        products.into_iter().map(|row| ViewUpdate::Product { key: row.product_id.clone(), row: Some(row) }).collect();
+    let mut updates: Vec<ViewUpdate> = products.into_iter().flatten().collect();
     updates.extend([
         trending_row("e", Some("hats"), 50),
         trending_row("x", Some("hats"), 40),
@@ -325,10 +329,8 @@ async fn trending_is_ordered_by_score_per_category_without_out_of_stock() -> Res
     ensure!(ids(&none).is_empty(), "{none}");
 
     // A change in the view shows on the next read: e sells out and f overtakes b.
-    app.views.apply([
-        ViewUpdate::Product { key: Id::from("e"), row: Some(product("e", "hats", 0)) },
-        trending_row("f", Some("hats"), 31),
-    ]);
+    let [_, sold_out] = product("e", "hats", 0);
+    app.views.apply([sold_out, trending_row("f", Some("hats"), 31)]);
     let body = ok(&app, "/api/v1/recommend/trending?limit=3").await?;
     ensure!(ids(&body) == ["f", "b", "h"], "{body}");
     app.stop().await;

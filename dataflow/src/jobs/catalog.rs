@@ -1,10 +1,10 @@
 //! The catalog view (seed 003, query 1): each product with its category, brand and supplier
-//! names, and its stock summed over warehouses. Joins are outer on the product side, so a
-//! product whose category arrives later is listed, and named once the category is known.
+//! names; its stock total over warehouses is filled in by the view layer from the stock view.
+//! Joins are outer on the product side, so a product whose category arrives later is listed,
+//! and named once the category is known.
 
 use differential_dataflow::VecCollection;
 use differential_dataflow::lattice::Lattice;
-use shopflow_events::Id;
 use timely::progress::Timestamp;
 
 use super::{left_join, BaseCollections};
@@ -23,16 +23,7 @@ pub fn build<'scope, T: Timestamp + Lattice>(inputs: &BaseCollections<'scope, T>
         with_brand.map(|(_, ((id, p, category), brand))| (p.supplier_id.clone(), (id, p, category, brand))),
         inputs.suppliers.clone(),
     );
-    let stock_totals: VecCollection<'scope, T, (Id, isize)> = inputs
-        .stock
-        .clone()
-        .explode(|((product, _warehouse), quantity)| Some((product, quantity as isize)))
-        .count();
-    left_join(
-        with_supplier.map(|(_, ((id, p, category, brand), supplier))| (id, (p, category, brand, supplier))),
-        stock_totals,
-    )
-    .map(|(id, ((p, category, brand, supplier), stock))| ProductRow {
+    with_supplier.map(|(_, ((id, p, category, brand), supplier))| ProductRow {
         product_id: id,
         name: p.name,
         description: p.description,
@@ -44,6 +35,8 @@ pub fn build<'scope, T: Timestamp + Lattice>(inputs: &BaseCollections<'scope, T>
         brand_name: brand,
         supplier_id: p.supplier_id,
         supplier_name: supplier,
-        stock: stock.unwrap_or(0) as i64,
+        // Kept current by the view layer from the stock view (see `Views::apply`), so a stock
+        // movement does not re-emit the whole product row through the dataflow.
+        stock: 0,
     })
 }

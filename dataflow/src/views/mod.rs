@@ -51,8 +51,18 @@ impl Views {
                 ViewUpdate::Trending { key, row } => trending.push((key, row)),
             }
         }
+        // A product's stock total is the sum of its stock rows: recomputed here for every
+        // product whose row or stock changed, instead of joining it in the dataflow.
+        let mut touched: Vec<Id> = products.iter().map(|(k, _)| k.clone()).collect();
+        touched.extend(stock.iter().map(|((product, _), _)| product.clone()));
+        touched.sort();
+        touched.dedup();
         self.products.apply(products);
         self.stock.apply(stock);
+        for product in touched {
+            let total = self.stock.range(first_key_range(&product)).iter().map(|s| s.quantity).sum();
+            self.products.modify(&product, |row| row.stock = total);
+        }
         self.warehouses.apply(warehouses);
         self.interactions.apply(interactions);
         self.purchases.apply(purchases);
@@ -61,17 +71,17 @@ impl Views {
 
     /// One user's interactions (their row of the interaction matrix), by product id.
     pub fn user_interactions(&self, user: &Id) -> Vec<InteractionRow> {
-        self.interactions.range(user_range(user))
+        self.interactions.range(first_key_range(user))
     }
 
     /// The products a user has ordered.
     pub fn user_purchases(&self, user: &Id) -> Vec<PurchaseRow> {
-        self.purchases.range(user_range(user))
+        self.purchases.range(first_key_range(user))
     }
 }
 
-/// Every (user, _) key: from (user, "") up to, not including, the next possible user id.
-fn user_range(user: &Id) -> (std::ops::Bound<(Id, Id)>, std::ops::Bound<(Id, Id)>) {
+/// Every (first, _) key: from (first, "") up to, not including, the next possible id.
+fn first_key_range(user: &Id) -> (std::ops::Bound<(Id, Id)>, std::ops::Bound<(Id, Id)>) {
     use std::ops::Bound;
     let start = Bound::Included((user.clone(), Id::default()));
     // Ids are ASCII without NUL, so appending one gives the least id greater than every

@@ -51,6 +51,13 @@ impl<K: Ord + Clone, V: Clone> Table<K, V> {
         self.rows.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    /// Changes one row in place, if it exists.
+    pub(crate) fn modify(&self, key: &K, change: impl FnOnce(&mut V)) {
+        if let Some(row) = self.rows.write().get_mut(key) {
+            change(row);
+        }
+    }
+
     pub(crate) fn apply(&self, upserts: Vec<(K, Option<V>)>) {
         if upserts.is_empty() {
             return;
