@@ -331,7 +331,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             purchases: inputs.purchases.to_collection(scope.clone()),
             trending: inputs.trending.to_collection(scope.clone()),
         };
-        let products = jobs::catalog::build(&base).map(ViewRow::Product);
+        let products = jobs::catalog::build(&base).map(|row| ViewRow::Product(Box::new(row)));
         let stock = jobs::stock::build(&base).map(ViewRow::Stock);
         let warehouses = base.warehouses.clone().map(|(_, w)| ViewRow::Warehouse(w));
         let matrix = jobs::interactions::build(&base);

@@ -21,7 +21,9 @@ use crate::views::{InteractionRow, ProductRow, ProgressReport, PurchaseRow, Stoc
 /// A row of any view, so that all views flow through one publication operator.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ViewRow {
-    Product(ProductRow),
+    // Boxed: the enum is as large as its largest variant, and every row of every view is
+    // moved and sorted during publication.
+    Product(Box<ProductRow>),
     Stock(StockRow),
     Warehouse(WarehouseRow),
     Interaction(InteractionRow),
@@ -59,7 +61,7 @@ impl ViewRow {
 
     fn upsert(self) -> ViewUpdate {
         match self {
-            ViewRow::Product(r) => ViewUpdate::Product { key: r.product_id.clone(), row: Some(r) },
+            ViewRow::Product(r) => ViewUpdate::Product { key: r.product_id.clone(), row: Some(*r) },
             ViewRow::Stock(r) => ViewUpdate::Stock { key: (r.product_id.clone(), r.warehouse_id.clone()), row: Some(r) },
             ViewRow::Warehouse(r) => ViewUpdate::Warehouse { key: r.warehouse_id.clone(), row: Some(r) },
             ViewRow::Interaction(r) => ViewUpdate::Interaction { key: (r.user_id.clone(), r.product_id.clone()), row: Some(r) },
@@ -185,7 +187,7 @@ pub fn build<'scope>(
         move |(input, frontier)| {
             input.for_each(|_cap, data| {
                 for (row, time, diff) in data.drain(..) {
-                    pending.entry(time).or_default().push((row, diff));
+                    pending.entry(time).or_insert_with(|| Vec::with_capacity(1024)).push((row, diff));
                 }
             });
             let frontier = frontier.frontier().first().copied().unwrap_or(Epoch::MAX);
@@ -196,8 +198,8 @@ pub fn build<'scope>(
             // now, is per key at most "retract the old row, insert the new one": exactly the
             // upserts to publish. Rows sort by view and then by their key fields, so one key's
             // changes are adjacent after consolidation.
-            let mut changes: Vec<(ViewRow, isize)> = Vec::new();
             let complete: Vec<Epoch> = pending.range(..frontier).map(|(t, _)| *t).collect();
+            let mut changes: Vec<(ViewRow, isize)> = Vec::with_capacity(complete.iter().map(|t| pending[t].len()).sum());
             for time in complete {
                 changes.extend(pending.remove(&time).unwrap_or_default());
             }
