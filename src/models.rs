@@ -13,7 +13,6 @@ use shopflow_recommender::{ModelStore, ServingModel};
 use shopflow_serving::{ModelSlot, Recommender};
 
 use crate::settings::Settings;
-use crate::LogArgs;
 
 /// Serves a [`ServingModel`] through serving's product-id based trait.
 pub struct ModelAdapter {
@@ -196,23 +195,6 @@ fn list(store: &ModelStore) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The same overrides `run` applies for `up`/`pipeline`, for commands that open the log.
-pub fn apply_data_dir(settings: &mut Settings, args: &LogArgs) {
-    let log = &mut settings.log;
-    if let Some(kafka) = &args.kafka {
-        log.kafka = Some(kafka.clone());
-    }
-    if let Some(ns) = &args.namespace {
-        log.namespace = ns.clone();
-    }
-    if let Some(dir) = &args.data_dir {
-        log.data_dir = dir.clone();
-    }
-    if let Some(p) = args.partitions {
-        log.partitions = p;
-    }
 }
 
 #[cfg(test)]

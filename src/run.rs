@@ -12,7 +12,8 @@ use shopflow_serving::{Application, ModelSlot};
 use crate::settings::{LogSettings, Settings};
 use crate::{demo, LogArgs, PipelineArgs, ServeArgs, UpArgs};
 
-fn apply_log_args(settings: &mut LogSettings, args: &LogArgs) {
+/// Command-line overrides of the log settings, shared by every command that opens the log.
+pub fn apply_log_args(settings: &mut LogSettings, args: &LogArgs) {
     if let Some(kafka) = &args.kafka {
         settings.kafka = Some(kafka.clone());
     }

@@ -85,7 +85,7 @@ struct Loaded {
 }
 
 pub async fn run(mut settings: Settings, args: TrainArgs) -> anyhow::Result<()> {
-    crate::models::apply_data_dir(&mut settings, &args.log);
+    crate::run::apply_log_args(&mut settings.log, &args.log);
     let store_root = args.store.clone().unwrap_or_else(|| settings.log.data_dir.join("models"));
     let started = Instant::now();
     let raw = match &args.from_file {
