@@ -5,9 +5,12 @@
 //! Suites:
 //! - `pipeline`: end-to-end throughput (pre-loaded log → pipeline → views) against the raw
 //!   consume ceiling of the same partitions, and produce-to-visible freshness at a fixed rate.
+//! - `recommend`: `GET /api/v1/recommend/user/{id}` latency under load from concurrent HTTP
+//!   clients, against the real server with an NMF model fitted on a synthetic shop.
 
 mod machine;
 mod pipeline;
+mod recommend;
 mod report;
 mod workload;
 
@@ -48,9 +51,20 @@ pub struct BenchArgs {
     /// Small sizes, for a smoke test of the harness.
     #[arg(long)]
     pub quick: bool,
-    /// Which phases of the pipeline suite to run (throughput, freshness).
-    #[arg(long, value_delimiter = ',', default_value = "throughput,freshness")]
-    pub phases: Vec<pipeline::Phase>,
+    /// Which phases to run: the pipeline suite's throughput and freshness, and the recommend
+    /// suite (which needs no backend).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "throughput,freshness,recommend"
+    )]
+    pub phases: Vec<Phase>,
+    /// Concurrent HTTP clients of the recommend suite (one keep-alive connection each).
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Measured load time of the recommend suite in seconds [default: 10; --quick: 2].
+    #[arg(long)]
+    pub recommend_duration: Option<f64>,
     /// Longest any phase may wait for the views, in seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -62,9 +76,30 @@ pub struct BenchArgs {
     pub child_output: Option<PathBuf>,
 }
 
+/// A phase as `--phases` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[clap(rename_all = "lower")]
+pub enum Phase {
+    Throughput,
+    Freshness,
+    Recommend,
+}
+
+impl Phase {
+    fn pipeline(self) -> Option<pipeline::Phase> {
+        match self {
+            Phase::Throughput => Some(pipeline::Phase::Throughput),
+            Phase::Freshness => Some(pipeline::Phase::Freshness),
+            Phase::Recommend => None,
+        }
+    }
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rate > 0, "--rate must be positive");
     anyhow::ensure!(args.workers > 0, "--workers must be positive");
+    anyhow::ensure!(args.clients > 0, "--clients must be positive");
+    let run_recommend = args.phases.contains(&Phase::Recommend);
     let config = pipeline::SuiteConfig {
         events: args
             .events
@@ -82,8 +117,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         partitions: args.partitions,
         scratch: pipeline::scratch_dir(&args.out),
         timeout: Duration::from_secs(args.timeout),
-        phases: args.phases.clone(),
+        phases: args.phases.iter().filter_map(|p| p.pipeline()).collect(),
     };
+    let recommend_config = recommend::RecommendConfig::new(
+        args.quick,
+        args.clients,
+        args.recommend_duration,
+        config.scratch.clone(),
+    );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let machine = machine::facts();
@@ -103,10 +144,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         });
     }
     anyhow::ensure!(
-        !backends.is_empty(),
+        !backends.is_empty() || config.phases.is_empty(),
         "no backend to run: drop --no-embedded or pass --kafka"
     );
     if let Some(path) = &args.child_output {
+        if run_recommend {
+            anyhow::ensure!(
+                config.phases.is_empty(),
+                "a child runs either the recommend suite or pipeline phases"
+            );
+            let result = recommend::run(&recommend_config).await?;
+            std::fs::write(path, serde_json::to_vec(&result)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            return Ok(());
+        }
         let mut results = Vec::new();
         for backend in &backends {
             results.push(pipeline::run(backend, &config).await);
@@ -116,7 +167,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut results = Vec::new();
-    for backend in &backends {
+    for backend in backends.iter().filter(|_| !config.phases.is_empty()) {
         if args.in_process {
             results.push(pipeline::run(backend, &config).await);
             continue;
@@ -141,9 +192,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         results.push(merged);
     }
+    // After the pipeline phases, in a child of its own for the same reason as they are.
+    let recommend = if !run_recommend {
+        None
+    } else {
+        let outcome = if args.in_process {
+            recommend::run(&recommend_config).await
+        } else {
+            run_recommend_child(&args, &config).await
+        };
+        Some(outcome.map_err(|e| {
+            tracing::error!(error = format!("{e:#}"), "recommend suite failed");
+            format!("{e:#}")
+        }))
+    };
     let _ = std::fs::remove_dir_all(&config.scratch);
 
-    let report = report::Report::new(machine, &config, args.quick, results, &args.out)?;
+    let report = report::Report::new(machine, &config, args.quick, results, recommend, &args.out)?;
     let (json, md) = report.write(&args.out)?;
     println!(
         "benchmark report:\n  {}\n  {}",
@@ -193,6 +258,41 @@ async fn run_child(
         Some(kafka) => cmd.arg("--no-embedded").arg("--kafka").arg(kafka),
         None => &mut cmd,
     };
+    if args.quick {
+        cmd.arg("--quick");
+    }
+    let status = cmd
+        .kill_on_drop(true)
+        .status()
+        .await
+        .context("starting the benchmark child process")?;
+    anyhow::ensure!(status.success(), "benchmark child process failed: {status}");
+    let text = std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
+    let _ = std::fs::remove_file(&output);
+    Ok(serde_json::from_slice(&text)?)
+}
+
+/// Runs the recommend suite in a child process of this binary (see [`run_child`]).
+async fn run_recommend_child(
+    args: &BenchArgs,
+    config: &pipeline::SuiteConfig,
+) -> anyhow::Result<recommend::RecommendResult> {
+    let exe = std::env::current_exe().context("locating the shopflow binary")?;
+    std::fs::create_dir_all(&config.scratch)?;
+    let output = config.scratch.join("recommend.json");
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("bench")
+        .arg("--out")
+        .arg(&args.out)
+        .arg("--phases")
+        .arg("recommend")
+        .arg("--clients")
+        .arg(args.clients.to_string())
+        .arg("--child-output")
+        .arg(&output);
+    if let Some(secs) = args.recommend_duration {
+        cmd.arg("--recommend-duration").arg(secs.to_string());
+    }
     if args.quick {
         cmd.arg("--quick");
     }

@@ -109,7 +109,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Self {
+    pub(super) fn of(h: &Histogram<u64>) -> Self {
         let ms = |us: u64| (us as f64 / 10.0).round() / 100.0;
         Self {
             count: h.len(),

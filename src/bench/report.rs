@@ -1,5 +1,5 @@
 //! The report: one JSON document with every number, and a Markdown rendering with the aims of
-//! issue 2 and whether each was met.
+//! issues 2 (pipeline) and 3 (recommendations) and whether each was met.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::machine::MachineFacts;
 use super::pipeline::{BackendResult, SuiteConfig};
+use super::recommend::RecommendResult;
 
 /// End-to-end events/s the embedded log must sustain on the 2-core machine.
 pub const AIM_THROUGHPUT_EMBEDDED: f64 = 200_000.0;
@@ -18,6 +19,8 @@ pub const AIM_RATIO: f64 = 0.5;
 /// p99 produce-to-visible at 20,000 events/s on the embedded log.
 pub const AIM_P99_MS: f64 = 50.0;
 pub const AIM_P99_RATE: u64 = 20_000;
+/// p99 of `GET /api/v1/recommend/user/{id}` under load (issue 3).
+pub const AIM_RECOMMEND_P99_MS: f64 = 5.0;
 
 /// Other suites write their results next to the report under these names.
 const EXTERNAL_SUITES: [&str; 1] = ["recommender"];
@@ -43,10 +46,20 @@ struct ConfigEcho {
 #[derive(Serialize)]
 struct Suites {
     /// Keyed by backend (`embedded`, `kafka`), in the order they ran.
-    #[serde(serialize_with = "by_backend")]
+    #[serde(serialize_with = "by_backend", skip_serializing_if = "Vec::is_empty")]
     pipeline: Vec<BackendResult>,
+    /// The measurements, or `{"error": ...}` when the suite failed; absent when not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recommend: Option<RecommendOutcome>,
     #[serde(flatten)]
     external: serde_json::Map<String, Value>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum RecommendOutcome {
+    Measured(Box<RecommendResult>),
+    Failed { error: String },
 }
 
 impl Report {
@@ -55,6 +68,7 @@ impl Report {
         config: &SuiteConfig,
         quick: bool,
         pipeline: Vec<BackendResult>,
+        recommend: Option<Result<RecommendResult, String>>,
         out: &Path,
     ) -> anyhow::Result<Self> {
         let mut external = serde_json::Map::new();
@@ -81,7 +95,14 @@ impl Report {
                 workers: config.workers,
                 partitions: config.partitions,
             },
-            suites: Suites { pipeline, external },
+            suites: Suites {
+                pipeline,
+                recommend: recommend.map(|r| match r {
+                    Ok(r) => RecommendOutcome::Measured(Box::new(r)),
+                    Err(error) => RecommendOutcome::Failed { error },
+                }),
+                external,
+            },
         })
     }
 
@@ -119,7 +140,12 @@ impl Report {
                 ""
             },
         );
-        self.pipeline_markdown(&mut s);
+        if !self.suites.pipeline.is_empty() {
+            self.pipeline_markdown(&mut s);
+        }
+        if let Some(r) = &self.suites.recommend {
+            self.recommend_markdown(r, &mut s);
+        }
         for (name, value) in &self.suites.external {
             let _ = writeln!(s, "## Suite `{name}`\n");
             let _ = writeln!(s, "From `{name}.json`.\n\n| key | value |\n|---|---|");
@@ -229,11 +255,13 @@ impl Report {
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
         for b in &self.suites.pipeline {
             let Some(f) = &b.freshness else {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | failed | | | | | | | no |",
-                    b.backend, c.rate
-                );
+                if failed(b, "freshness") {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | failed | | | | | | | **no** |",
+                        b.backend, c.rate
+                    );
+                }
                 continue;
             };
             let (aim, met) = if b.backend == "embedded" {
@@ -294,6 +322,138 @@ impl Report {
             for e in &b.errors {
                 let _ = writeln!(s, "- **{} failed**: {}", b.backend, e.replace('\n', " "));
             }
+        }
+        s.push('\n');
+    }
+}
+
+impl Report {
+    fn recommend_markdown(&self, outcome: &RecommendOutcome, s: &mut String) {
+        let _ = writeln!(s, "## Suite `recommend`\n");
+        let r = match outcome {
+            RecommendOutcome::Measured(r) => r,
+            RecommendOutcome::Failed { error } => {
+                let _ = writeln!(
+                    s,
+                    "**failed**: {}; aim p99 ≤ {AIM_RECOMMEND_P99_MS} ms met: **no**\n",
+                    error.replace('\n', " ")
+                );
+                return;
+            }
+        };
+        let (shop, model) = (&r.shop, &r.model);
+        let _ = writeln!(
+            s,
+            "`GET /api/v1/recommend/user/{{id}}` (default limit 10) against the real HTTP server, answering from \
+             views filled directly with a synthetic shop: {} products in {} categories ({} sold out, {} warehouses), \
+             {} users with Zipf({}) product popularity and a taste for two categories, {} interaction rows, \
+             {} purchase rows (filtered from answers), {} trending rows. The model is an NMF of rank {} fitted \
+             on the weighted user × product matrix ({} iterations{}, {:.2} s; serving model with similar items \
+             {:.2} s), installed in the model slot; every known user's answer folds their interactions in \
+             per request.\n",
+            thousands(shop.products as f64),
+            shop.categories,
+            shop.sold_out_products,
+            shop.warehouses,
+            thousands(shop.users as f64),
+            1.0,
+            thousands(shop.interaction_rows as f64),
+            thousands(shop.purchase_rows as f64),
+            thousands(shop.trending_rows as f64),
+            model.rank,
+            model.iterations,
+            if model.converged { ", converged" } else { "" },
+            model.fit_secs,
+            model.build_secs,
+        );
+        let _ = writeln!(
+            s,
+            "Load: {} closed-loop clients, one keep-alive HTTP/1.1 connection each, each sending its next request \
+             when the previous answer is in; users drawn at random, {:.0}% of them cold-start ids the shop has never \
+             seen (answered from trending). {:.1} s warm-up (not recorded), then {:.1} s measured. Latency is \
+             client-side, from sending the request to the last byte of the answer, so it includes queueing behind \
+             the other clients; req/s is the server's capacity at this concurrency, not an offered rate. \
+             **The load generator runs in the same process (thread `bench-load`) and shares the machine's {} \
+             cores with the server**: its CPU is listed below and is taken from the server.\n",
+            r.clients,
+            r.cold_share * 100.0,
+            r.warmup_secs,
+            r.duration_secs,
+            self.machine.nproc,
+        );
+        let _ = writeln!(
+            s,
+            "| clients | requests | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | model / trending answers | aim | met |"
+        );
+        let _ = writeln!(
+            s,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
+        );
+        let met = r.latency.p99_ms <= AIM_RECOMMEND_P99_MS && r.errors == 0 && r.requests > 0;
+        let _ = writeln!(
+            s,
+            "| {} | {} | **{}** | {:.2} | {:.2} | **{:.2}** | {:.2} | {:.2} | {} | {:.1}% / {:.1}% | p99 ≤ {} ms | {} |",
+            r.clients,
+            thousands(r.requests as f64),
+            thousands(r.requests_per_sec),
+            r.latency.p50_ms,
+            r.latency.p90_ms,
+            r.latency.p99_ms,
+            r.latency.p999_ms,
+            r.latency.max_ms,
+            r.errors,
+            r.model_share * 100.0,
+            r.trending_share * 100.0,
+            AIM_RECOMMEND_P99_MS,
+            yes_no(met && !self.config.quick),
+        );
+        s.push('\n');
+        let sources: Vec<String> = r
+            .sources
+            .iter()
+            .map(|(k, v)| format!("`{k}` {}", thousands(*v as f64)))
+            .collect();
+        let threads: Vec<String> = r
+            .cpu_by_thread
+            .iter()
+            .take(6)
+            .map(|(n, secs)| format!("`{n}` {secs:.1} s"))
+            .collect();
+        let kinds = [
+            ("known users", &r.latency_known_users),
+            ("cold-start users", &r.latency_cold_users),
+        ];
+        for (kind, l) in kinds {
+            let _ = writeln!(
+                s,
+                "- {kind}: {} requests, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms.",
+                thousands(l.count as f64),
+                l.p50_ms,
+                l.p90_ms,
+                l.p99_ms,
+                l.max_ms
+            );
+        }
+        let _ = writeln!(
+            s,
+            "- answers by source: {}; known users answered from trending only: {}; answers shorter than 10 items: {}.",
+            sources.join(", "),
+            r.known_users_answered_by_trending,
+            r.short_answers,
+        );
+        let _ = writeln!(
+            s,
+            "- {:.2} cores busy during the load (warm-up included); CPU by thread: {}.",
+            r.cpu_cores_busy,
+            threads.join(", "),
+        );
+        if r.errors > 0 {
+            let _ = writeln!(
+                s,
+                "- **{} failed requests**, e.g.: {}",
+                r.errors,
+                r.error_samples.join("; ").replace('|', "\\|")
+            );
         }
         s.push('\n');
     }
