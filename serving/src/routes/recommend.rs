@@ -182,6 +182,10 @@ impl<'a> Picker<'a> {
 
     /// Fills the remaining places from trending (optionally one category); returns how many.
     fn fill_from_trending(&mut self, views: &Views, category: Option<&Id>) -> usize {
+        // Ranking trending copies and sorts the whole table: not worth it for a full answer.
+        if self.full() {
+            return 0;
+        }
         let mut added = 0;
         for row in ranked_trending(views, category) {
             if self.full() {
