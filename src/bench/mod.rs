@@ -261,14 +261,22 @@ async fn run_child(
     if args.quick {
         cmd.arg("--quick");
     }
+    finish_child(cmd, &output).await
+}
+
+/// Runs a prepared child command to completion and reads the JSON result it wrote to `output`.
+async fn finish_child<T: serde::de::DeserializeOwned>(
+    mut cmd: tokio::process::Command,
+    output: &std::path::Path,
+) -> anyhow::Result<T> {
     let status = cmd
         .kill_on_drop(true)
         .status()
         .await
         .context("starting the benchmark child process")?;
     anyhow::ensure!(status.success(), "benchmark child process failed: {status}");
-    let text = std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
-    let _ = std::fs::remove_file(&output);
+    let text = std::fs::read(output).with_context(|| format!("reading {}", output.display()))?;
+    let _ = std::fs::remove_file(output);
     Ok(serde_json::from_slice(&text)?)
 }
 
@@ -296,13 +304,5 @@ async fn run_recommend_child(
     if args.quick {
         cmd.arg("--quick");
     }
-    let status = cmd
-        .kill_on_drop(true)
-        .status()
-        .await
-        .context("starting the benchmark child process")?;
-    anyhow::ensure!(status.success(), "benchmark child process failed: {status}");
-    let text = std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
-    let _ = std::fs::remove_file(&output);
-    Ok(serde_json::from_slice(&text)?)
+    finish_child(cmd, &output).await
 }
