@@ -170,6 +170,15 @@ impl RemapHistory {
     }
 }
 
+/// The upsert for one key's consolidated changes: its inserted row, or a tombstone when the
+/// key only lost rows. Rows are moved, not copied.
+fn settle(mut run: Vec<(ViewRow, isize)>) -> ViewUpdate {
+    match run.iter().rposition(|(_, diff)| *diff > 0) {
+        Some(inserted) => run.swap_remove(inserted).0.upsert(),
+        None => run.pop().expect("a run holds at least one row").0.tombstone(),
+    }
+}
+
 /// Attaches publication to a stream of view changes.
 pub fn build<'scope>(
     changes: Stream<'scope, Epoch, Vec<(ViewRow, Epoch, isize)>>,
@@ -205,24 +214,15 @@ pub fn build<'scope>(
             }
             differential_dataflow::consolidation::consolidate(&mut changes);
             let mut updates: Vec<ViewUpdate> = Vec::new();
-            let mut rows = changes.into_iter().peekable();
-            while let Some((row, diff)) = rows.next() {
-                let mut inserted = (diff > 0).then_some(row.clone());
-                let mut last = row;
-                while let Some((next, _)) = rows.peek() {
-                    if !next.same_key(&last) {
-                        break;
-                    }
-                    let (next, diff) = rows.next().expect("peeked");
-                    if diff > 0 {
-                        inserted = Some(next.clone());
-                    }
-                    last = next;
+            let mut run: Vec<(ViewRow, isize)> = Vec::new();
+            for (row, diff) in changes {
+                if run.last().is_some_and(|(last, _)| !last.same_key(&row)) {
+                    updates.push(settle(std::mem::take(&mut run)));
                 }
-                updates.push(match inserted {
-                    Some(row) => row.upsert(),
-                    None => last.tombstone(),
-                });
+                run.push((row, diff));
+            }
+            if !run.is_empty() {
+                updates.push(settle(run));
             }
             if let Some(offsets) = remap.borrow_mut().offsets_before(frontier) {
                 last_offsets = offsets;
