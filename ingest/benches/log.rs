@@ -78,16 +78,19 @@ fn read(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     g.throughput(Throughput::Elements(TOTAL as u64));
     g.bench_function("drain_200k_x200B_4_partitions", |b| {
-        b.iter(|| {
-            let mut reader = log.reader(&from).unwrap();
-            let mut n = 0;
-            while n < TOTAL {
-                n += reader.poll(1000, Duration::from_secs(1)).unwrap().len();
-            }
-            n
-        })
+        b.iter(|| drain(&log, &from, TOTAL))
     });
     g.finish();
+}
+
+/// Reads `total` records from `from` with one reader: the read side of both backends.
+fn drain(log: &dyn EventLog, from: &[Position], total: usize) -> usize {
+    let mut reader = log.reader(from).unwrap();
+    let mut n = 0;
+    while n < total {
+        n += reader.poll(1000, Duration::from_secs(1)).unwrap().len();
+    }
+    n
 }
 
 fn kafka(c: &mut Criterion) {
@@ -121,14 +124,7 @@ fn kafka(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     g.throughput(Throughput::Elements(TOTAL as u64));
     g.bench_function("drain_100k_x200B_4_partitions", |b| {
-        b.iter(|| {
-            let mut reader = log.reader(&from).unwrap();
-            let mut n = 0;
-            while n < TOTAL {
-                n += reader.poll(1000, Duration::from_secs(1)).unwrap().len();
-            }
-            n
-        })
+        b.iter(|| drain(&log, &from, TOTAL))
     });
     g.finish();
 }
