@@ -53,6 +53,16 @@ pub enum ApiError {
     ConsistencyTimeout { waited: Duration },
     #[error("the event log is unavailable, retry later")]
     LogUnavailable,
+    /// The `Idempotency-Key` header is not 1 to 255 visible ASCII characters (or is repeated).
+    #[error("invalid Idempotency-Key: {0}")]
+    InvalidIdempotencyKey(&'static str),
+    /// The caller already used this `Idempotency-Key` for a different request.
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// A keyed write is in the log but the views have not settled which record came first:
+    /// the same request with the same key, retried, gets the answer.
+    #[error("the write is recorded but not settled yet; retry with the same Idempotency-Key")]
+    IdempotencyPending,
     #[error("internal error")]
     Internal,
 }
@@ -73,6 +83,9 @@ impl ApiError {
             // 503 rather than 504: nothing upstream timed out, the view is behind; the same
             // request is likely to succeed shortly, which is what 503 + Retry-After says.
             ConsistencyTimeout { .. } | LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            IdempotencyPending => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +111,9 @@ impl ApiError {
             Forbidden => "forbidden",
             ConsistencyTimeout { .. } => "consistency_timeout",
             LogUnavailable => "log_unavailable",
+            InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            IdempotencyPending => "idempotency_pending",
             Internal => "internal_error",
         }
     }
@@ -147,6 +163,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::IdempotencyPending => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             _ => {}
         }

@@ -40,6 +40,7 @@ pub mod auth;
 mod config;
 pub mod error;
 mod extract;
+pub mod idempotency;
 pub mod lag;
 pub mod metrics;
 mod routes;

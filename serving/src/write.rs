@@ -1,18 +1,25 @@
 //! The write path shared by every mutating route: validate the event, wrap it in an envelope,
 //! append it durably under its partition key, answer 202 with a consistency token.
+//!
+//! A write under an `Idempotency-Key` ([`Write::keyed`]) answers by the rules of
+//! `idempotency.rs`: a known key gets the first answer (or 422), a new one is appended under
+//! the key's event id and answered once the views say which record landed first.
+
+use std::time::Instant;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shopflow_events::{Envelope, Event};
-use shopflow_ingest::OutRecord;
+use shopflow_ingest::{OutRecord, Position};
 
 use crate::error::ApiError;
+use crate::idempotency::{self, Keyed, Known, Write};
 use crate::state::AppState;
 use crate::token::{ConsistencyToken, TOKEN_HEADER};
 
 /// The answer to an accepted write: `202` with the entity id, the event id and the token.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Accepted {
     /// The entity the write is about (product, warehouse, category...); for stock movements,
     /// which are not entities, the event id.
@@ -33,10 +40,59 @@ impl IntoResponse for Accepted {
 
 impl AppState {
     /// Validates and appends one event; `id` is what the client is told it created or changed
-    /// (`None`: the event id).
+    /// (`None`: the event id). Not idempotent: every call is a new event.
     pub async fn publish(&self, event: Event, id: Option<String>) -> Result<Accepted, ApiError> {
         event.validate()?;
         let envelope = Envelope::new(event);
+        let positions = self.append(&envelope).await?;
+        let token = ConsistencyToken::new(positions);
+        let event_id = envelope.id.to_string();
+        tracing::info!(event_type = envelope.event.type_name(), event_id = %event_id, token = %token, idempotent = false, "event appended");
+        Ok(Accepted { id: id.unwrap_or_else(|| event_id.clone()), event_id, consistency_token: token.to_string() })
+    }
+
+    /// The write of a mutating route: [`publish`](Self::publish) without an `Idempotency-Key`,
+    /// the idempotent rules with one.
+    pub async fn submit(&self, write: &Write, event: Event, id: Option<String>) -> Result<Accepted, ApiError> {
+        match write.keyed() {
+            None => self.publish(event, id).await,
+            Some(keyed) => self.publish_keyed(keyed, event, id).await,
+        }
+    }
+
+    async fn publish_keyed(&self, keyed: &Keyed, event: Event, id: Option<String>) -> Result<Accepted, ApiError> {
+        event.validate()?;
+        let started = Instant::now();
+        let id = id.unwrap_or_else(|| keyed.event_id.to_string());
+        match idempotency::known(self, keyed, &id) {
+            Known::Answer(answer) => {
+                tracing::debug!(event_id = %keyed.event_id, "keyed write repeated: the first answer again");
+                return Ok(answer);
+            }
+            Known::Reused => return Err(ApiError::IdempotencyKeyReused),
+            Known::Unknown => {}
+        }
+        let envelope = Envelope::idempotent(event, keyed.event_id, keyed.fingerprint.clone());
+        let positions = self.append(&envelope).await?;
+        tracing::info!(
+            event_type = envelope.event.type_name(),
+            event_id = %envelope.id,
+            token = %ConsistencyToken::new(positions.clone()),
+            idempotent = true,
+            "event appended"
+        );
+        // Which record of this key landed first (maybe a concurrent repeat's, through another
+        // replica) is known once the views have passed ours. One budget for the whole write.
+        let remaining = self.config.write_timeout.saturating_sub(started.elapsed());
+        if self.views.progress.wait_for(&positions, remaining).await.is_err() {
+            tracing::warn!(event_id = %keyed.event_id, waited_ms = remaining.as_millis() as u64, "keyed write appended but not settled in time");
+            return Err(ApiError::IdempotencyPending);
+        }
+        idempotency::settle(self, keyed, id, positions)
+    }
+
+    /// Appends one envelope under its partition key, within `write_timeout`.
+    async fn append(&self, envelope: &Envelope) -> Result<Vec<Position>, ApiError> {
         let record = OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json());
         let positions = tokio::time::timeout(self.config.write_timeout, self.log.append(vec![record]))
             .await
@@ -50,9 +106,6 @@ impl AppState {
             return Err(ApiError::Internal);
         }
         self.end_offsets.observe(&positions);
-        let token = ConsistencyToken::new(positions);
-        let event_id = envelope.id.to_string();
-        tracing::info!(event_type = envelope.event.type_name(), event_id = %event_id, token = %token, "event appended");
-        Ok(Accepted { id: id.unwrap_or_else(|| event_id.clone()), event_id, consistency_token: token.to_string() })
+        Ok(positions)
     }
 }

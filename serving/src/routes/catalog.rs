@@ -8,36 +8,39 @@ use shopflow_events::{Event, Id};
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::WriteJson;
+use crate::idempotency::Write;
 use crate::state::AppState;
 use crate::write::Accepted;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertNamed {
-    /// Given: update (or create with) this id; absent: a new entity with a minted id.
+    /// Given: update (or create with) this id; absent: a new entity with a minted id (under an
+    /// `Idempotency-Key`, derived from the key, so every repeat names the same entity).
     id: Option<Id>,
     name: String,
 }
 
-fn named(body: UpsertNamed) -> NamedEntityUpserted {
-    NamedEntityUpserted { id: body.id.unwrap_or_else(Id::generate), name: body.name }
+fn named(body: UpsertNamed, write: &Write) -> NamedEntityUpserted {
+    NamedEntityUpserted { id: body.id.unwrap_or_else(|| write.mint_id()), name: body.name }
 }
 
-async fn upsert(state: AppState, event: fn(NamedEntityUpserted) -> Event, body: UpsertNamed) -> Result<Accepted, ApiError> {
-    let entity = named(body);
+async fn upsert(state: AppState, event: fn(NamedEntityUpserted) -> Event, request: WriteJson<UpsertNamed>) -> Result<Accepted, ApiError> {
+    let WriteJson { body, write } = request;
+    let entity = named(body, &write);
     let id = entity.id.to_string();
-    state.publish(event(entity), Some(id)).await
+    state.submit(&write, event(entity), Some(id)).await
 }
 
-pub async fn upsert_category(State(state): State<AppState>, _: Admin, ApiJson(body): ApiJson<UpsertNamed>) -> Result<Accepted, ApiError> {
-    upsert(state, Event::CategoryUpserted, body).await
+pub async fn upsert_category(State(state): State<AppState>, _: Admin, request: WriteJson<UpsertNamed>) -> Result<Accepted, ApiError> {
+    upsert(state, Event::CategoryUpserted, request).await
 }
 
-pub async fn upsert_brand(State(state): State<AppState>, _: Admin, ApiJson(body): ApiJson<UpsertNamed>) -> Result<Accepted, ApiError> {
-    upsert(state, Event::BrandUpserted, body).await
+pub async fn upsert_brand(State(state): State<AppState>, _: Admin, request: WriteJson<UpsertNamed>) -> Result<Accepted, ApiError> {
+    upsert(state, Event::BrandUpserted, request).await
 }
 
-pub async fn upsert_supplier(State(state): State<AppState>, _: Admin, ApiJson(body): ApiJson<UpsertNamed>) -> Result<Accepted, ApiError> {
-    upsert(state, Event::SupplierUpserted, body).await
+pub async fn upsert_supplier(State(state): State<AppState>, _: Admin, request: WriteJson<UpsertNamed>) -> Result<Accepted, ApiError> {
+    upsert(state, Event::SupplierUpserted, request).await
 }

@@ -8,7 +8,7 @@ use shopflow_events::types::{ProductViewed, RecommendationClicked, SearchPerform
 use shopflow_events::{Event, Id};
 
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::WriteJson;
 use crate::state::AppState;
 use crate::write::Accepted;
 
@@ -33,7 +33,7 @@ pub enum Interaction {
     },
 }
 
-pub async fn record(State(state): State<AppState>, ApiJson(body): ApiJson<Interaction>) -> Result<Accepted, ApiError> {
+pub async fn record(State(state): State<AppState>, WriteJson { body, write }: WriteJson<Interaction>) -> Result<Accepted, ApiError> {
     let event = match body {
         Interaction::Viewed { user_id, product_id } => Event::ProductViewed(ProductViewed { user_id, product_id }),
         Interaction::Clicked { user_id, product_id, source } => {
@@ -41,5 +41,5 @@ pub async fn record(State(state): State<AppState>, ApiJson(body): ApiJson<Intera
         }
         Interaction::Searched { user_id, query, results } => Event::SearchPerformed(SearchPerformed { user_id, query, results }),
     };
-    state.publish(event, None).await
+    state.submit(&write, event, None).await
 }

@@ -11,7 +11,8 @@ use shopflow_events::{Event, Id, Money};
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::extract::{ApiQuery, IdPath, WriteJson};
+use crate::idempotency::Write;
 use crate::state::AppState;
 use crate::token::ReadConsistency;
 use crate::write::Accepted;
@@ -96,7 +97,8 @@ pub async fn get(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
-    /// Optional client-chosen id (an imported SKU); otherwise the server mints a UUIDv7.
+    /// Optional client-chosen id (an imported SKU); otherwise the server mints one (a UUIDv7,
+    /// or under an `Idempotency-Key` the key's event id, so every repeat names one product).
     product_id: Option<Id>,
     name: String,
     #[serde(default)]
@@ -112,9 +114,9 @@ pub struct CreateProduct {
 pub async fn create(
     State(state): State<AppState>,
     _: Admin,
-    ApiJson(body): ApiJson<CreateProduct>,
+    WriteJson { body, write }: WriteJson<CreateProduct>,
 ) -> Result<Accepted, ApiError> {
-    let product_id = body.product_id.unwrap_or_else(Id::generate);
+    let product_id = body.product_id.unwrap_or_else(|| write.mint_id());
     let event = Event::ProductCreated(ProductCreated {
         product_id: product_id.clone(),
         name: body.name,
@@ -125,7 +127,7 @@ pub async fn create(
         brand_id: body.brand_id,
         supplier_id: body.supplier_id,
     });
-    state.publish(event, Some(product_id.to_string())).await
+    state.submit(&write, event, Some(product_id.to_string())).await
 }
 
 /// A partial update: absent (or null) fields keep their value.
@@ -145,7 +147,7 @@ pub async fn update(
     State(state): State<AppState>,
     _: Admin,
     IdPath(product_id): IdPath,
-    ApiJson(body): ApiJson<UpdateProduct>,
+    WriteJson { body, write }: WriteJson<UpdateProduct>,
 ) -> Result<Accepted, ApiError> {
     let update = ProductUpdated {
         product_id: product_id.clone(),
@@ -163,16 +165,17 @@ pub async fn update(
     }
     // Existence is not checked against the view: it may lag behind a create the client just
     // made. An update of an unknown product is ignored by the pipeline.
-    state.publish(Event::ProductUpdated(update), Some(product_id.to_string())).await
+    state.submit(&write, Event::ProductUpdated(update), Some(product_id.to_string())).await
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     _: Admin,
     IdPath(product_id): IdPath,
+    write: Write,
 ) -> Result<Accepted, ApiError> {
     let event = Event::ProductDeleted(ProductDeleted { product_id: product_id.clone() });
-    state.publish(event, Some(product_id.to_string())).await
+    state.submit(&write, event, Some(product_id.to_string())).await
 }
 
 #[cfg(test)]

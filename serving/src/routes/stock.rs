@@ -10,7 +10,7 @@ use shopflow_events::{Event, Id};
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, IdPath};
+use crate::extract::{IdPath, WriteJson};
 use crate::state::AppState;
 use crate::token::ReadConsistency;
 use crate::write::Accepted;
@@ -23,13 +23,17 @@ pub struct Receipt {
     quantity: u32,
 }
 
-pub async fn receive(State(state): State<AppState>, _: Admin, ApiJson(body): ApiJson<Receipt>) -> Result<Accepted, ApiError> {
+pub async fn receive(
+    State(state): State<AppState>,
+    _: Admin,
+    WriteJson { body, write }: WriteJson<Receipt>,
+) -> Result<Accepted, ApiError> {
     let event = Event::StockReceived(StockReceived {
         product_id: body.product_id,
         warehouse_id: body.warehouse_id,
         quantity: body.quantity,
     });
-    state.publish(event, None).await
+    state.submit(&write, event, None).await
 }
 
 #[derive(Deserialize)]
@@ -44,14 +48,18 @@ pub struct Adjustment {
 
 /// Accepted here does not mean applied: an adjustment below zero is rejected by the pipeline
 /// (recorded in `decisions`), because only the log order can say what the level is.
-pub async fn adjust(State(state): State<AppState>, _: Admin, ApiJson(body): ApiJson<Adjustment>) -> Result<Accepted, ApiError> {
+pub async fn adjust(
+    State(state): State<AppState>,
+    _: Admin,
+    WriteJson { body, write }: WriteJson<Adjustment>,
+) -> Result<Accepted, ApiError> {
     let event = Event::StockAdjusted(StockAdjusted {
         product_id: body.product_id,
         warehouse_id: body.warehouse_id,
         delta: body.delta,
         reason: body.reason,
     });
-    state.publish(event, None).await
+    state.submit(&write, event, None).await
 }
 
 #[derive(Serialize)]

@@ -9,7 +9,7 @@ use shopflow_events::{Event, Id};
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, IdPath};
+use crate::extract::{IdPath, WriteJson};
 use crate::state::AppState;
 use crate::token::ReadConsistency;
 use crate::write::Accepted;
@@ -52,13 +52,13 @@ pub struct CreateWarehouse {
 pub async fn create(
     State(state): State<AppState>,
     _: Admin,
-    ApiJson(body): ApiJson<CreateWarehouse>,
+    WriteJson { body, write }: WriteJson<CreateWarehouse>,
 ) -> Result<Accepted, ApiError> {
-    let warehouse_id = body.warehouse_id.unwrap_or_else(Id::generate);
+    let warehouse_id = body.warehouse_id.unwrap_or_else(|| write.mint_id());
     let event = Event::WarehouseCreated(WarehouseCreated {
         warehouse_id: warehouse_id.clone(),
         name: body.name,
         location: body.location,
     });
-    state.publish(event, Some(warehouse_id.to_string())).await
+    state.submit(&write, event, Some(warehouse_id.to_string())).await
 }
