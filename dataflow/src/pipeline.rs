@@ -23,7 +23,7 @@ use timely::worker::Worker;
 use timely::{CommunicationConfig, WorkerConfig};
 
 use crate::jobs::{self, BaseCollections, Epoch};
-use crate::reclock::Replay;
+use crate::reclock::{Replay, ReplaySource};
 use crate::publish::{self, ChangelogSink, LocalSink, RemapHistory, ViewRow, ViewSink};
 use crate::snapshot::SnapshotStore;
 use crate::state::{Changes, PartitionState};
@@ -223,6 +223,7 @@ struct Inputs {
     interactions: InputSession<Epoch, (shopflow_events::Id, shopflow_events::Id), isize>,
     purchases: InputSession<Epoch, (shopflow_events::Id, shopflow_events::Id), isize>,
     trending: InputSession<Epoch, shopflow_events::Id, isize>,
+    requests: InputSession<Epoch, (uuid::Uuid, crate::views::RequestRow), isize>,
 }
 
 impl Inputs {
@@ -237,6 +238,7 @@ impl Inputs {
             interactions: InputSession::new(),
             purchases: InputSession::new(),
             trending: InputSession::new(),
+            requests: InputSession::new(),
         }
     }
 
@@ -249,6 +251,7 @@ impl Inputs {
         for (row, diff) in changes.stock.drain(..) { self.stock.update(row, diff); }
         for (row, diff) in changes.interactions.drain(..) { self.interactions.update(row, diff); }
         for (row, diff) in changes.purchases.drain(..) { self.purchases.update(row, diff); }
+        for (row, diff) in changes.requests.drain(..) { self.requests.update(row, diff); }
         let now = *self.trending.time();
         for (product, weight, leaves_at) in changes.trending.drain(..) {
             // Event time decides membership; an interaction already outside the window (an
@@ -271,6 +274,8 @@ impl Inputs {
         self.interactions.advance_to(epoch);
         self.purchases.advance_to(epoch);
         self.trending.advance_to(epoch);
+        self.requests.advance_to(epoch);
+        self.requests.flush();
         self.interactions.flush();
         self.purchases.flush();
         self.trending.flush();
@@ -341,6 +346,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             .concat(matrix.interactions.map(ViewRow::Interaction))
             .concat(matrix.purchases.map(ViewRow::Purchase))
             .concat(matrix.trending.map(ViewRow::Trending))
+            .concat(inputs.requests.to_collection(scope.clone()).map(|(_, row)| ViewRow::Request(row)))
             .probe();
         publish::build(all.inner, index, peers, remap.clone(), sink);
         probe
@@ -352,12 +358,21 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
     let snapshots = SnapshotStore::new(shared.config.data_dir.join("snapshots"));
     let mut states: BTreeMap<(String, u32), PartitionState> = BTreeMap::new();
     for (topic, partition) in &owned {
-        states.insert((topic.clone(), *partition), snapshots.load(topic, *partition)?.unwrap_or_default());
+        let state = snapshots.load(topic, *partition)?.unwrap_or_else(|| PartitionState::new(topic, *partition));
+        states.insert((topic.clone(), *partition), state);
     }
-    let mut replay = if owned.is_empty() { None } else { Some(Replay::load(shared.log.as_ref(), &next_offsets(&states))?) }
-        .filter(|r| !r.is_done());
+    let restored = next_offsets(&states);
+    // Remap entries written before a partition's snapshot describe records already in it: the
+    // replay reads the remap only from the earliest point a restored partition still needs.
+    let remap_from = states.values().map(|s| s.remap_next).min().unwrap_or(0);
+    let mut replay = if owned.is_empty() {
+        None
+    } else {
+        Some(ReplaySource::new(Replay::load(shared.log.as_ref(), &restored, remap_from)?, &restored))
+    }
+    .filter(|r| !r.is_done());
     // Replayed epochs lie in the past: the restored state enters just before the first one.
-    let mut epoch: Epoch = match replay.as_ref().and_then(Replay::current) {
+    let mut epoch: Epoch = match replay.as_ref().and_then(ReplaySource::current) {
         Some(first) => first - 1,
         None => now_ms(),
     };
@@ -376,8 +391,9 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
     tracing::info!(worker = index, peers, partitions = owned.len(), "pipeline worker started");
     remap.borrow_mut().push(epoch, positions(&states));
 
+    // The live reader starts where replay ends; during replay the replay source reads.
     let mut reader: Option<Box<dyn LogReader>> =
-        if owned.is_empty() { None } else { Some(shared.log.reader(&positions(&states))?) };
+        if owned.is_empty() || replay.is_some() { None } else { Some(shared.log.reader(&positions(&states))?) };
     let mut changes = Changes::default();
     let mut side: Vec<OutRecord> = Vec::new();
     let mut in_flight: VecDeque<Epoch> = VecDeque::new();
@@ -392,25 +408,19 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             in_flight.pop_front();
         }
         let busy = !in_flight.is_empty();
-        let holding = replay.as_ref().is_some_and(|r| r.held() >= shared.config.max_batch);
-        let polled: Vec<Record> = match reader.as_mut() {
-            Some(reader) if in_flight.len() < 8 && !holding => {
-                let wait = if busy { Duration::ZERO } else { Duration::from_millis(1) };
-                reader.poll(shared.config.max_batch, wait)?
+        let wait = if busy { Duration::ZERO } else { Duration::from_millis(1) };
+        let records: Vec<Record> = match (replay.as_mut(), reader.as_mut()) {
+            _ if in_flight.len() >= 8 => {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+                Vec::new()
             }
-            _ => {
+            (Some(replay), _) => replay.poll(shared.log.as_ref(), shared.config.max_batch, wait)?,
+            (None, Some(reader)) => reader.poll(shared.config.max_batch, wait)?,
+            (None, None) => {
                 worker.step_or_park(Some(Duration::from_millis(1)));
                 Vec::new()
             }
         };
-        let records = match replay.as_mut() {
-            Some(r) => r.admit(polled),
-            None => polled,
-        };
-        if replay.as_ref().is_some_and(Replay::is_done) {
-            tracing::info!(worker = index, "replay of recorded epochs done");
-            replay = None;
-        }
         epoch_read |= !records.is_empty();
         for record in &records {
             apply_record(record, &mut states, &shared.config.weights, &mut changes, &mut side);
@@ -420,10 +430,9 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             side.push(OutRecord::keyed(decision.topic().name(), decision.key().as_str(), decision.to_json()));
         }
 
-        let replaying = replay.as_ref().and_then(Replay::current).is_some();
         let seal = match &replay {
-            Some(r) if replaying => r.epoch_complete(&next_offsets(&states)),
-            _ => epoch_read || last_seal.elapsed() >= Duration::from_millis(shared.config.idle_tick_ms),
+            Some(r) => r.epoch_complete(),
+            None => epoch_read || last_seal.elapsed() >= Duration::from_millis(shared.config.idle_tick_ms),
         };
         if seal {
             let offsets = positions(&states);
@@ -435,15 +444,29 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
                     key: index.to_string().into_bytes(),
                     value: Some(serde_json::to_vec(&entry).expect("remap entries serialise")),
                 });
-                append_durably(shared.log.as_ref(), std::mem::take(&mut side), &shared.stop)?;
+                let written = append_durably(shared.log.as_ref(), std::mem::take(&mut side), &shared.stop)?;
+                // During replay the earlier run's entries for epochs still to come lie below
+                // this one: the snapshot may only skip them once they are replayed.
+                if let Some(entry) = written.last().filter(|_| replay.is_none()) {
+                    for state in states.values_mut() {
+                        state.remap_next = entry.offset + 1;
+                    }
+                }
                 remap.borrow_mut().push(epoch, offsets);
             }
             in_flight.push_back(epoch);
             epoch_read = false;
-            let recorded = replay.as_mut().filter(|_| replaying).and_then(|r| {
+            let recorded = replay.as_mut().and_then(|r| {
                 r.seal();
                 r.current()
             });
+            if replay.as_ref().is_some_and(ReplaySource::is_done) {
+                // Anything read ahead of the last recorded epoch is read again by the live
+                // reader, from where the state stands.
+                replay = None;
+                reader = Some(shared.log.reader(&positions(&states))?);
+                tracing::info!(worker = index, "replay of recorded epochs done");
+            }
             epoch = recorded.unwrap_or((epoch + 1).max(now_ms()));
             inputs.advance_to(epoch);
             last_seal = Instant::now();
@@ -535,11 +558,11 @@ fn apply_record(
 
 /// Appends until acknowledged: the epoch must not be exposed before its remap is durable,
 /// and the log being briefly unavailable is no reason to lose the pipeline.
-fn append_durably(log: &dyn EventLog, records: Vec<OutRecord>, stop: &AtomicBool) -> Result<(), PipelineError> {
+fn append_durably(log: &dyn EventLog, records: Vec<OutRecord>, stop: &AtomicBool) -> Result<Vec<Position>, PipelineError> {
     let mut attempt = 0u32;
     loop {
         match futures::executor::block_on(log.append(records.clone())) {
-            Ok(_) => return Ok(()),
+            Ok(positions) => return Ok(positions),
             Err(error) if attempt < 100 && !stop.load(Ordering::Relaxed) => {
                 attempt += 1;
                 tracing::warn!(%error, attempt, "remap append failed, retrying");

@@ -16,7 +16,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
 use crate::jobs::Epoch;
-use crate::views::{InteractionRow, ProductRow, ProgressReport, PurchaseRow, StockRow, TrendingRow, ViewUpdate, Views, WarehouseRow};
+use crate::views::{InteractionRow, ProductRow, ProgressReport, PurchaseRow, RequestRow, StockRow, TrendingRow, ViewUpdate, Views, WarehouseRow};
 
 /// A row of any view, so that all views flow through one publication operator.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -29,6 +29,7 @@ pub enum ViewRow {
     Interaction(InteractionRow),
     Purchase(PurchaseRow),
     Trending(TrendingRow),
+    Request(RequestRow),
 }
 
 impl ViewRow {
@@ -42,6 +43,7 @@ impl ViewRow {
             ViewRow::Interaction(r) => (&r.user_id, &r.product_id).hash(&mut hasher),
             ViewRow::Purchase(r) => (&r.user_id, &r.product_id).hash(&mut hasher),
             ViewRow::Trending(r) => r.product_id.hash(&mut hasher),
+            ViewRow::Request(r) => r.event_id.hash(&mut hasher),
         }
         hasher.finish()
     }
@@ -55,6 +57,7 @@ impl ViewRow {
             (ViewRow::Interaction(a), ViewRow::Interaction(b)) => (&a.user_id, &a.product_id) == (&b.user_id, &b.product_id),
             (ViewRow::Purchase(a), ViewRow::Purchase(b)) => (&a.user_id, &a.product_id) == (&b.user_id, &b.product_id),
             (ViewRow::Trending(a), ViewRow::Trending(b)) => a.product_id == b.product_id,
+            (ViewRow::Request(a), ViewRow::Request(b)) => a.event_id == b.event_id,
             _ => false,
         }
     }
@@ -67,6 +70,7 @@ impl ViewRow {
             ViewRow::Interaction(r) => ViewUpdate::Interaction { key: (r.user_id.clone(), r.product_id.clone()), row: Some(r) },
             ViewRow::Purchase(r) => ViewUpdate::Purchase { key: (r.user_id.clone(), r.product_id.clone()), row: Some(r) },
             ViewRow::Trending(r) => ViewUpdate::Trending { key: r.product_id.clone(), row: Some(r) },
+            ViewRow::Request(r) => ViewUpdate::Request { key: r.event_id, row: Some(r) },
         }
     }
 
@@ -78,6 +82,7 @@ impl ViewRow {
             ViewRow::Interaction(r) => ViewUpdate::Interaction { key: (r.user_id, r.product_id), row: None },
             ViewRow::Purchase(r) => ViewUpdate::Purchase { key: (r.user_id, r.product_id), row: None },
             ViewRow::Trending(r) => ViewUpdate::Trending { key: r.product_id, row: None },
+            ViewRow::Request(r) => ViewUpdate::Request { key: r.event_id, row: None },
         }
     }
 }
@@ -98,7 +103,7 @@ impl ViewSink for LocalSink {
 }
 
 /// The view names, which are also the changelog topic suffixes.
-pub const VIEW_NAMES: [&str; 6] = ["products", "stock", "warehouses", "interactions", "purchases", "trending"];
+pub const VIEW_NAMES: [&str; 7] = ["products", "stock", "warehouses", "interactions", "purchases", "trending", "requests"];
 
 pub fn changelog_topic(view: &str) -> String {
     format!("changelog.{view}")

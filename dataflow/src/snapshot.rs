@@ -2,6 +2,12 @@
 //! (temporary file, fsync, rename) so a crash leaves either the old or the new snapshot.
 //! Per-partition files keep restarts independent of the worker count: whichever worker owns
 //! a partition after the restart loads its file.
+//!
+//! Files are versioned: `SHOPSNAP`, a little-endian u32 format, then the postcard body. A
+//! file without the header is format 1 (before versions existed) and is migrated. A file of a
+//! format this build does not know (written by a newer build), or one that does not decode,
+//! is never a reason to refuse to start: its partition is rebuilt from the log, which keeps
+//! every event (entity topics have unlimited retention, see `ingest`'s topic specs).
 
 use std::fs;
 use std::io::Write;
@@ -13,8 +19,73 @@ use crate::state::{PartitionSnapshot, PartitionState};
 pub enum SnapshotError {
     #[error("snapshot i/o on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("snapshot {path} is corrupt: {source}")]
-    Corrupt { path: PathBuf, source: postcard::Error },
+}
+
+const MAGIC: &[u8; 8] = b"SHOPSNAP";
+/// The format this build writes.
+pub const FORMAT: u32 = 2;
+
+/// Decodes a snapshot of any known format into the current one; the error says why not.
+fn decode(bytes: &[u8]) -> Result<(u32, PartitionSnapshot), String> {
+    let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        let v1: legacy::PartitionSnapshotV1 = postcard::from_bytes(bytes).map_err(|e| format!("format 1: {e}"))?;
+        return Ok((1, v1.into()));
+    };
+    let (format, body) = rest.split_first_chunk::<4>().ok_or("truncated header")?;
+    match u32::from_le_bytes(*format) {
+        FORMAT => postcard::from_bytes(body).map(|s| (FORMAT, s)).map_err(|e| format!("format {FORMAT}: {e}")),
+        other => Err(format!("format {other} is not known to this build (it reads 1 to {FORMAT})")),
+    }
+}
+
+/// Formats this build no longer writes, and how each becomes the current one.
+mod legacy {
+    use serde::Deserialize;
+    use shopflow_events::Id;
+
+    use crate::state::{PartitionSnapshot, ProductBase};
+    use crate::views::WarehouseRow;
+
+    /// Format 1: plain postcard, no header, no remap position, no idempotency index.
+    #[derive(Deserialize)]
+    pub struct PartitionSnapshotV1 {
+        pub next_offset: u64,
+        pub products: Vec<(Id, ProductBase)>,
+        pub categories: Vec<(Id, String)>,
+        pub brands: Vec<(Id, String)>,
+        pub suppliers: Vec<(Id, String)>,
+        pub warehouses: Vec<(Id, WarehouseRow)>,
+        pub stock: Vec<((Id, Id), i64)>,
+        pub interactions: Vec<((Id, Id), i64)>,
+        pub purchases: Vec<((Id, Id), i64)>,
+        pub orders: Vec<(Id, Vec<(Id, Id, i64)>)>,
+        pub window: Vec<(i64, Id, i64)>,
+        pub recent: Vec<uuid::Uuid>,
+    }
+
+    impl From<PartitionSnapshotV1> for PartitionSnapshot {
+        fn from(v1: PartitionSnapshotV1) -> Self {
+            PartitionSnapshot {
+                next_offset: v1.next_offset,
+                // Unknown: the whole remap is read once, as without a snapshot.
+                remap_next: 0,
+                latest_ts: v1.window.iter().map(|(ts, _, _)| *ts).max().unwrap_or(0),
+                products: v1.products,
+                categories: v1.categories,
+                brands: v1.brands,
+                suppliers: v1.suppliers,
+                warehouses: v1.warehouses,
+                stock: v1.stock,
+                interactions: v1.interactions,
+                purchases: v1.purchases,
+                orders: v1.orders,
+                window: v1.window,
+                recent: v1.recent,
+                // Format 1 predates idempotency keys: no write carried one.
+                requests: Vec::new(),
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -31,6 +102,8 @@ impl SnapshotStore {
         self.dir.join(format!("{topic}-{partition}.snap"))
     }
 
+    /// The partition's state as of its snapshot; `None` when there is none, or when it cannot
+    /// be used (then the partition is rebuilt from the log).
     pub fn load(&self, topic: &str, partition: u32) -> Result<Option<PartitionState>, SnapshotError> {
         let path = self.path(topic, partition);
         let bytes = match fs::read(&path) {
@@ -38,9 +111,18 @@ impl SnapshotStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(SnapshotError::Io { path, source }),
         };
-        let snapshot: PartitionSnapshot =
-            postcard::from_bytes(&bytes).map_err(|source| SnapshotError::Corrupt { path, source })?;
-        Ok(Some(PartitionState::from_snapshot(snapshot)))
+        match decode(&bytes) {
+            Ok((format, snapshot)) => {
+                if format != FORMAT {
+                    tracing::info!(path = %path.display(), from = format, to = FORMAT, "snapshot migrated");
+                }
+                Ok(Some(PartitionState::from_snapshot(topic, partition, snapshot)))
+            }
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), %reason, "snapshot unusable, rebuilding the partition from the log");
+                Ok(None)
+            }
+        }
     }
 
     pub fn save(&self, topic: &str, partition: u32, state: &PartitionState) -> Result<(), SnapshotError> {
@@ -58,7 +140,10 @@ impl SnapshotStore {
         let tmp = path.with_extension("snap.tmp");
         // A compact binary encoding: a snapshot of every row of a partition is written every
         // few seconds on a 2-core machine, and JSON encoding competed with the workers.
-        let bytes = postcard::to_allocvec(snapshot).expect("snapshots serialise");
+        let mut bytes = Vec::with_capacity(4096);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&FORMAT.to_le_bytes());
+        bytes.extend(postcard::to_allocvec(snapshot).expect("snapshots serialise"));
         let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
         file.write_all(&bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
@@ -67,5 +152,56 @@ impl SnapshotStore {
             let _ = dir.sync_all();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::weights::InteractionWeights;
+    use crate::state::Changes;
+    use shopflow_events::types::StockReceived;
+    use shopflow_events::{Envelope, Event};
+
+    fn fixture_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snapshot-format1")
+    }
+
+    #[test]
+    fn a_format_1_snapshot_is_migrated() {
+        // Written by the build before snapshot versions existed (commit 5026359).
+        let state = SnapshotStore::new(fixture_dir()).load("catalog", 0).unwrap().expect("the fixture loads");
+        let rows = state.as_insertions();
+        assert_eq!(state.next_offset, 2);
+        assert_eq!(state.remap_next, 0, "unknown in format 1: the whole remap is read");
+        assert_eq!(rows.products.len(), 1);
+        assert_eq!(rows.products[0].0 .1.name, "Fixture Kettle");
+        assert_eq!(rows.interactions.len(), 1);
+    }
+
+    #[test]
+    fn the_current_format_round_trips_with_its_idempotency_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path());
+        let mut state = PartitionState::new("inventory", 3);
+        let receipt = Event::StockReceived(StockReceived { product_id: "p".into(), warehouse_id: "w".into(), quantity: 5 });
+        let keyed = Envelope::idempotent(receipt, shopflow_events::idempotent_event_id("admin", "k1"), "fp".into());
+        assert!(state.apply(7, &keyed, &InteractionWeights::default(), &mut Changes::default()));
+        store.save("inventory", 3, &state).unwrap();
+
+        let mut restored = store.load("inventory", 3).unwrap().unwrap();
+        assert_eq!(restored, state);
+        let again = Envelope { ts: keyed.ts + 1, ..keyed };
+        assert!(!restored.apply(8, &again, &InteractionWeights::default(), &mut Changes::default()), "the repeat is dropped after a restart");
+    }
+
+    #[test]
+    fn an_unknown_or_unreadable_snapshot_means_rebuild_not_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path());
+        fs::write(dir.path().join("catalog-0.snap"), [MAGIC.as_slice(), &99u32.to_le_bytes(), b"future"].concat()).unwrap();
+        fs::write(dir.path().join("catalog-1.snap"), b"\xff\xff\xff garbage").unwrap();
+        assert!(store.load("catalog", 0).unwrap().is_none());
+        assert!(store.load("catalog", 1).unwrap().is_none());
     }
 }

@@ -11,11 +11,15 @@ use shopflow_events::types::StockAdjustmentRejected;
 use shopflow_events::{Envelope, Event, Id, Money};
 
 use crate::jobs::weights::InteractionWeights;
-use crate::views::WarehouseRow;
+use crate::views::{RequestRow, WarehouseRow};
 
 /// How many recent event ids each partition remembers for de-duplication. Duplicates come
 /// from producer retries, which land close to the original.
 pub const DEDUP_WINDOW: usize = 10_000;
+
+/// How long, in event time, a partition remembers the writes made under an idempotency key:
+/// a repeat within this time is dropped wherever it lands (clients are promised 24 h).
+pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 60 * 60 * 1_000;
 
 /// Length of the trending window in event time.
 pub const TRENDING_WINDOW_MS: i64 = 60 * 60 * 1_000;
@@ -47,6 +51,8 @@ pub struct Changes {
     pub purchases: Vec<((Id, Id), isize)>,
     /// Product, weight, and the event time at which the weight leaves the trending window.
     pub trending: Vec<(Id, isize, i64)>,
+    /// First writes under an idempotency key, by event id (retracted when forgotten).
+    pub requests: Vec<((uuid::Uuid, RequestRow), isize)>,
     /// Events the pipeline itself decides (published to `decisions`).
     pub decisions: Vec<Envelope>,
 }
@@ -62,13 +68,24 @@ impl Changes {
             && self.interactions.is_empty()
             && self.purchases.is_empty()
             && self.trending.is_empty()
+            && self.requests.is_empty()
             && self.decisions.is_empty()
     }
 }
 
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct PartitionState {
+    /// The source partition this state belongs to (where requests' first records landed).
+    origin: (String, u32),
     pub next_offset: u64,
+    /// The `_remap` offset from which entries may describe records beyond this state.
+    pub remap_next: u64,
+    /// Latest event time applied: the clock of event-time expiry, a function of the log.
+    latest_ts: i64,
+    /// Writes under an idempotency key, by event id, for `IDEMPOTENCY_RETENTION_MS`.
+    requests: HashMap<uuid::Uuid, RequestRow>,
+    /// The same, in arrival order, for expiry.
+    request_order: VecDeque<(i64, uuid::Uuid)>,
     products: HashMap<Id, ProductBase>,
     categories: HashMap<Id, String>,
     brands: HashMap<Id, String>,
@@ -124,14 +141,25 @@ fn add(map: &mut HashMap<(Id, Id), i64>, key: (Id, Id), delta: i64, out: &mut Ve
 /// publishes the same decision again (which consumers drop by id), never a second one.
 fn decision(cause: &Envelope, event: Event) -> Envelope {
     let name = [cause.id.as_bytes().as_slice(), event.type_name().as_bytes()].concat();
-    Envelope { v: shopflow_events::ENVELOPE_VERSION, id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &name), ts: cause.ts, event }
+    Envelope { v: shopflow_events::ENVELOPE_VERSION, id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &name), ts: cause.ts, request: None, event }
 }
 
 impl PartitionState {
+    /// An empty state for one source partition.
+    pub fn new(topic: &str, partition: u32) -> Self {
+        Self { origin: (topic.to_owned(), partition), ..Self::default() }
+    }
+
     /// Applies one decoded record at `offset`. Returns false if it was a duplicate.
     pub fn apply(&mut self, offset: u64, envelope: &Envelope, weights: &InteractionWeights, out: &mut Changes) -> bool {
         self.next_offset = offset + 1;
-        if !self.remember(envelope.id) {
+        self.latest_ts = self.latest_ts.max(envelope.ts);
+        self.forget_requests(out);
+        let fresh = match &envelope.request {
+            Some(fingerprint) => self.remember_request(offset, envelope, fingerprint, out),
+            None => self.remember(envelope.id),
+        };
+        if !fresh {
             return false;
         }
         match &envelope.event {
@@ -226,6 +254,37 @@ impl PartitionState {
         out.trending.push((product.clone(), weight as isize, ts + TRENDING_WINDOW_MS));
     }
 
+    /// Records the first write under an idempotency key; false for a repeat, whatever its body
+    /// (the first one wins; the serving layer refuses a different body with the first's row).
+    fn remember_request(&mut self, offset: u64, envelope: &Envelope, fingerprint: &str, out: &mut Changes) -> bool {
+        if self.requests.contains_key(&envelope.id) {
+            return false;
+        }
+        let row = RequestRow {
+            event_id: envelope.id,
+            fingerprint: fingerprint.to_owned(),
+            topic: self.origin.0.clone(),
+            partition: self.origin.1,
+            offset,
+            ts: envelope.ts,
+        };
+        self.requests.insert(envelope.id, row.clone());
+        self.request_order.push_back((envelope.ts, envelope.id));
+        out.requests.push(((envelope.id, row), 1));
+        true
+    }
+
+    /// Forgets the requests older than the retention, measured on the log's own clock.
+    fn forget_requests(&mut self, out: &mut Changes) {
+        let horizon = self.latest_ts.saturating_sub(IDEMPOTENCY_RETENTION_MS);
+        while self.request_order.front().is_some_and(|(ts, _)| *ts < horizon) {
+            let Some((_, id)) = self.request_order.pop_front() else { break };
+            if let Some(row) = self.requests.remove(&id) {
+                out.requests.push(((id, row), -1));
+            }
+        }
+    }
+
     /// Forgets interactions that left the trending window before `now` (event time).
     pub fn prune_window(&mut self, now: i64) {
         self.window.retain(|(ts, _, _)| ts + TRENDING_WINDOW_MS > now);
@@ -259,6 +318,7 @@ impl PartitionState {
             interactions: self.interactions.iter().map(|(k, w)| (k.clone(), *w as isize)).collect(),
             purchases: self.purchases.iter().map(|(k, q)| (k.clone(), *q as isize)).collect(),
             trending: self.window.iter().map(|(ts, p, w)| (p.clone(), *w as isize, ts + TRENDING_WINDOW_MS)).collect(),
+            requests: self.requests.iter().map(|(id, row)| ((*id, row.clone()), 1)).collect(),
             decisions: Vec::new(),
         }
     }
@@ -270,6 +330,8 @@ impl PartitionState {
         }
         PartitionSnapshot {
             next_offset: self.next_offset,
+            remap_next: self.remap_next,
+            latest_ts: self.latest_ts,
             products: sorted(&self.products),
             categories: sorted(&self.categories),
             brands: sorted(&self.brands),
@@ -281,12 +343,19 @@ impl PartitionState {
             orders: sorted(&self.orders),
             window: self.window.iter().cloned().collect(),
             recent: self.recent.iter().copied().collect(),
+            // In arrival order, so expiry continues where it stopped.
+            requests: self.request_order.iter().filter_map(|(_, id)| self.requests.get(id).cloned()).collect(),
         }
     }
 
-    pub fn from_snapshot(s: PartitionSnapshot) -> Self {
+    pub fn from_snapshot(topic: &str, partition: u32, s: PartitionSnapshot) -> Self {
         Self {
+            origin: (topic.to_owned(), partition),
             next_offset: s.next_offset,
+            remap_next: s.remap_next,
+            latest_ts: s.latest_ts,
+            request_order: s.requests.iter().map(|r| (r.ts, r.event_id)).collect(),
+            requests: s.requests.into_iter().map(|r| (r.event_id, r)).collect(),
             products: s.products.into_iter().collect(),
             categories: s.categories.into_iter().collect(),
             brands: s.brands.into_iter().collect(),
@@ -303,25 +372,25 @@ impl PartitionState {
     }
 }
 
-/// The serialised state of one partition.
+/// The serialised state of one partition (snapshot format 2; `crate::snapshot` reads older
+/// formats and migrates them). postcard is not self-describing: a new field is a new format.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionSnapshot {
     pub next_offset: u64,
+    pub remap_next: u64,
+    pub latest_ts: i64,
     pub products: Vec<(Id, ProductBase)>,
     pub categories: Vec<(Id, String)>,
     pub brands: Vec<(Id, String)>,
     pub suppliers: Vec<(Id, String)>,
     pub warehouses: Vec<(Id, WarehouseRow)>,
     pub stock: Vec<((Id, Id), i64)>,
-    #[serde(default)]
     pub interactions: Vec<((Id, Id), i64)>,
-    #[serde(default)]
     pub purchases: Vec<((Id, Id), i64)>,
-    #[serde(default)]
     pub orders: Vec<(Id, Vec<(Id, Id, i64)>)>,
-    #[serde(default)]
     pub window: Vec<(i64, Id, i64)>,
     pub recent: Vec<uuid::Uuid>,
+    pub requests: Vec<RequestRow>,
 }
 
 #[cfg(test)]
@@ -415,6 +484,30 @@ mod tests {
     }
 
     #[test]
+    fn a_keyed_write_is_applied_once_for_a_day_of_event_time_then_forgotten() {
+        let mut state = PartitionState::new("inventory", 2);
+        let mut out = Changes::default();
+        let id = shopflow_events::idempotent_event_id("admin", "receipt-1");
+        let receipt = |quantity| Event::StockReceived(StockReceived { product_id: "p".into(), warehouse_id: "w".into(), quantity });
+        let first = Envelope::idempotent(receipt(5), id, "fp-5".into());
+        assert!(state.apply(0, &first, &W, &mut out));
+        // A repeat, and a different body under the same key: both dropped, the first wins.
+        assert!(!state.apply(1, &Envelope { ts: first.ts + 1_000, ..first.clone() }, &W, &mut out));
+        assert!(!state.apply(2, &Envelope::idempotent(receipt(9), id, "fp-9".into()), &W, &mut out));
+        assert_eq!(out.stock, vec![((("p".into(), "w".into()), 5), 1)]);
+        assert_eq!(out.requests.len(), 1);
+        let ((_, row), _) = &out.requests[0];
+        assert_eq!((row.topic.as_str(), row.partition, row.offset, row.fingerprint.as_str()), ("inventory", 2, 0, "fp-5"));
+
+        // Event time, not wall-clock time, expires it: a later unrelated event moves the clock.
+        let later = Envelope { ts: first.ts + IDEMPOTENCY_RETENTION_MS + 1, ..env(receipt(1)) };
+        let mut out = Changes::default();
+        state.apply(3, &later, &W, &mut out);
+        assert_eq!(out.requests.len(), 1);
+        assert_eq!(out.requests[0].1, -1, "the key's row is retracted");
+    }
+
+    #[test]
     fn snapshot_round_trips_and_reinserts_every_row() {
         let mut state = PartitionState::default();
         let mut out = Changes::default();
@@ -423,7 +516,7 @@ mod tests {
         state.apply(2, &env(Event::ProductDeleted(ProductDeleted { product_id: "p1".into() })), &W, &mut out);
         let snapshot = state.to_snapshot();
         let bytes = postcard::to_allocvec(&snapshot).unwrap();
-        let restored = PartitionState::from_snapshot(postcard::from_bytes(&bytes).unwrap());
+        let restored = PartitionState::from_snapshot("", 0, postcard::from_bytes(&bytes).unwrap());
         assert_eq!(restored, state);
         let rows = restored.as_insertions().products;
         assert_eq!(rows.len(), 1);

@@ -30,6 +30,12 @@ pub struct Envelope {
     pub id: uuid::Uuid,
     /// Event time, milliseconds since the Unix epoch.
     pub ts: i64,
+    /// Set on events written under an `Idempotency-Key`: a fingerprint of the request (caller,
+    /// route, body). The event id derives from the key, so a repeat lands with the same id and is
+    /// dropped by the pipeline; the fingerprint tells a faithful repeat (same answer) from a
+    /// different request reusing the key (refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -256,7 +262,13 @@ impl Envelope {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default();
-        Self { v: ENVELOPE_VERSION, id: uuid::Uuid::now_v7(), ts, event }
+        Self { v: ENVELOPE_VERSION, id: uuid::Uuid::now_v7(), ts, request: None, event }
+    }
+
+    /// Wraps an event written under an idempotency key: its id is derived from the caller's
+    /// scope and the key ([`idempotent_event_id`]), and it carries the request's fingerprint.
+    pub fn idempotent(event: Event, id: uuid::Uuid, fingerprint: String) -> Self {
+        Self { id, request: Some(fingerprint), ..Self::new(event) }
     }
 
     pub fn topic(&self) -> Topic {
@@ -302,6 +314,15 @@ pub struct DeadLetter {
     pub offset: u64,
     pub reason: String,
     pub payload: String,
+}
+
+/// The event id of a write made under `Idempotency-Key: key` by `scope` (the caller): the same
+/// (scope, key) always gives the same id, on every replica, so the pipeline can drop a repeat
+/// wherever and whenever it lands.
+pub fn idempotent_event_id(scope: &str, key: &str) -> uuid::Uuid {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5f0c_9a1e_6b2d_4c3f_8e7a_1d2c_3b4a_5968);
+    let name = [scope.as_bytes(), b"\n", key.as_bytes()].concat();
+    uuid::Uuid::new_v5(&NAMESPACE, &name)
 }
 
 /// The JSON Schema of the envelope and every event type, generated from the Rust types.

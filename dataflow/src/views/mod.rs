@@ -9,7 +9,7 @@ mod rows;
 mod table;
 
 pub use progress::{Progress, ProgressReport, WaitError};
-pub use rows::{InteractionRow, ProductRow, PurchaseRow, StockRow, TrendingRow, ViewUpdate, WarehouseRow};
+pub use rows::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TrendingRow, ViewUpdate, WarehouseRow};
 pub use table::Table;
 
 use shopflow_events::Id;
@@ -25,6 +25,8 @@ pub struct Views {
     /// (user, product) → units ordered.
     pub purchases: Table<(Id, Id), PurchaseRow>,
     pub trending: Table<Id, TrendingRow>,
+    /// Event id → the first write under an idempotency key (see [`RequestRow`]).
+    pub requests: Table<uuid::Uuid, RequestRow>,
     pub progress: Progress,
 }
 
@@ -41,6 +43,7 @@ impl Views {
         let mut interactions = Vec::new();
         let mut purchases = Vec::new();
         let mut trending = Vec::new();
+        let mut requests = Vec::new();
         for update in updates {
             match update {
                 ViewUpdate::Product { key, row } => products.push((key, row)),
@@ -49,6 +52,7 @@ impl Views {
                 ViewUpdate::Interaction { key, row } => interactions.push((key, row)),
                 ViewUpdate::Purchase { key, row } => purchases.push((key, row)),
                 ViewUpdate::Trending { key, row } => trending.push((key, row)),
+                ViewUpdate::Request { key, row } => requests.push((key, row)),
             }
         }
         // A product's stock total is the sum of its stock rows: recomputed here for every
@@ -67,6 +71,7 @@ impl Views {
         self.interactions.apply(interactions);
         self.purchases.apply(purchases);
         self.trending.apply(trending);
+        self.requests.apply(requests);
     }
 
     /// One user's interactions (their row of the interaction matrix), by product id.

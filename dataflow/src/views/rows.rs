@@ -62,6 +62,22 @@ pub struct TrendingRow {
     pub score: i64,
 }
 
+/// The first accepted write under an idempotency key, as the pipeline saw it land: how any
+/// replica answers a repeat of the request with the first answer (same ids, same token), and
+/// tells a different request reusing the key (another fingerprint).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestRow {
+    pub event_id: uuid::Uuid,
+    /// The request fingerprint carried by the envelope (`Envelope::request`).
+    pub fingerprint: String,
+    /// Where the first record landed: the consistency token of the first answer.
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    /// Event time of the first record; the pipeline forgets the key after the retention.
+    pub ts: i64,
+}
+
 /// One upsert to a view: the new row for a key, or `None` when the key left the view.
 /// This is also the changelog record format (`view` selects the topic).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +89,7 @@ pub enum ViewUpdate {
     Interaction { key: (Id, Id), row: Option<InteractionRow> },
     Purchase { key: (Id, Id), row: Option<PurchaseRow> },
     Trending { key: Id, row: Option<TrendingRow> },
+    Request { key: uuid::Uuid, row: Option<RequestRow> },
 }
 
 impl ViewUpdate {
@@ -84,6 +101,7 @@ impl ViewUpdate {
             ViewUpdate::Interaction { .. } => "interactions",
             ViewUpdate::Purchase { .. } => "purchases",
             ViewUpdate::Trending { .. } => "trending",
+            ViewUpdate::Request { .. } => "requests",
         }
     }
 
@@ -96,6 +114,7 @@ impl ViewUpdate {
             ViewUpdate::Stock { key: (a, b), .. }
             | ViewUpdate::Interaction { key: (a, b), .. }
             | ViewUpdate::Purchase { key: (a, b), .. } => format!("{a}/{b}").into_bytes(),
+            ViewUpdate::Request { key, .. } => key.to_string().into_bytes(),
         }
     }
 }
