@@ -26,11 +26,24 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    /// Flips [`AppState::ready`] once the views caught up; ends then, or with the server.
+    readiness: AbortOnDrop,
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Application {
     /// Binds `config.listen` (port 0: any free port) and takes a first reading of the log's
     /// end offsets, so the lag headers are there from the first request when the log is up.
+    /// That reading is also what readiness waits for the views to reach; the task that
+    /// flips [`AppState::ready`] starts here, so it can be awaited before the server runs.
     pub async fn build(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>) -> Result<Self, ServingError> {
         let listen = config.listen;
         let listener = TcpListener::bind(listen).await.map_err(|source| ServingError::Bind { addr: listen, source })?;
@@ -49,7 +62,14 @@ impl Application {
         {
             tracing::warn!(error = %e, "first end offset poll failed");
         }
-        Ok(Self { listener, addr, state })
+        let readiness = AbortOnDrop(tokio::spawn({
+            let state = state.clone();
+            async move {
+                state.wait_ready().await;
+                tracing::info!(view_frontier = state.views.progress.frontier(), "views caught up with the log: ready");
+            }
+        }));
+        Ok(Self { listener, addr, state, readiness })
     }
 
     /// Serves recommendations from `models` instead of the empty slot `build` starts with.
@@ -81,7 +101,7 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// and stops the background tasks.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServingError> {
-        let Self { listener, addr, state } = self;
+        let Self { listener, addr, state, readiness } = self;
         let poller = tokio::spawn(crate::lag::poll_end_offsets(
             state.log.clone(),
             state.end_offsets.clone(),
@@ -92,6 +112,7 @@ impl Application {
         let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
         poller.abort();
         upkeep.abort();
+        drop(readiness);
         tracing::info!(%addr, "http server stopped");
         result.map_err(ServingError::Serve)
     }

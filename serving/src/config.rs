@@ -27,10 +27,15 @@ pub struct ServingConfig {
     /// How often the background task asks the log for its end offsets (lag headers).
     #[serde(with = "duration")]
     pub end_offset_poll: Duration,
-    /// The topics the views are computed from; their lag is what `X-View-Lag-Records` sums.
+    /// The topics the views are computed from: their lag is what `X-View-Lag-Records` sums,
+    /// `/readyz` waits for the views to catch up with them, and a consistency token naming
+    /// any other topic is refused with 400 (no view would ever pass it).
     pub source_topics: Vec<String>,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Most reads that may wait for a consistency token at once; one more gets
+    /// `503 too_many_waiters` with `Retry-After` instead of joining the wait.
+    pub max_consistency_waiters: usize,
 }
 
 impl Default for ServingConfig {
@@ -41,8 +46,11 @@ impl Default for ServingConfig {
             write_timeout: Duration::from_secs(10),
             admin_token: None,
             end_offset_poll: Duration::from_millis(500),
-            source_topics: vec!["catalog".to_owned(), "inventory".to_owned()],
+            // What the pipeline's jobs read, so a token from any write a view reflects is
+            // accepted (the binary sets the same list explicitly).
+            source_topics: shopflow_dataflow::pipeline::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
             max_body_bytes: 64 * 1024,
+            max_consistency_waiters: 1024,
         }
     }
 }
@@ -58,6 +66,7 @@ impl fmt::Debug for ServingConfig {
             .field("end_offset_poll", &self.end_offset_poll)
             .field("source_topics", &self.source_topics)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_consistency_waiters", &self.max_consistency_waiters)
             .finish()
     }
 }
@@ -127,7 +136,18 @@ mod tests {
         assert_eq!(config.read_wait_max, Duration::from_secs(2));
         assert_eq!(config.end_offset_poll, Duration::from_millis(100));
         assert_eq!(config.max_body_bytes, ServingConfig::default().max_body_bytes);
+        assert_eq!(config.max_consistency_waiters, 1024);
+        let capped: ServingConfig = serde_json::from_str(r#"{"max_consistency_waiters":2}"#).unwrap();
+        assert_eq!(capped.max_consistency_waiters, 2);
         assert!(serde_json::from_str::<ServingConfig>(r#"{"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn by_default_every_topic_the_pipeline_reads_is_a_source_topic() {
+        let topics = ServingConfig::default().source_topics;
+        for topic in shopflow_dataflow::pipeline::SOURCE_TOPICS {
+            assert!(topics.iter().any(|t| t == topic.name()), "{topics:?} lacks {}", topic.name());
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The one error type of the HTTP layer and the one place it becomes a status code.
 //!
 //! Every error body has the shape `{"error":{"code":"snake_case_code","message":"...",
-//! "field":"..."}}` (`field` only when one input field is to blame).
+//! "field":"..."}}` (`field` only when one input field is to blame; `not_ready` adds
+//! `"behind":{"records":N,"topics":{"catalog":N,...}}`).
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shopflow_events::ValidationError;
 use shopflow_ingest::LogError;
+
+use crate::lag::{Behind, NotReady};
 
 /// Seconds a client is told to wait before retrying a 503.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -51,6 +54,12 @@ pub enum ApiError {
     Forbidden,
     #[error("the views did not reach the consistency token within {}ms", waited.as_millis())]
     ConsistencyTimeout { waited: Duration },
+    /// As many reads as `max_consistency_waiters` are already waiting for their tokens.
+    #[error("too many reads are waiting for consistency tokens (at most {limit}), retry later")]
+    TooManyWaiters { limit: usize },
+    /// `/readyz` before the views have caught up with the log.
+    #[error("{0}")]
+    NotReady(NotReady),
     #[error("the event log is unavailable, retry later")]
     LogUnavailable,
     /// The `Idempotency-Key` header is not 1 to 255 visible ASCII characters (or is repeated).
@@ -83,6 +92,8 @@ impl ApiError {
             // 503 rather than 504: nothing upstream timed out, the view is behind; the same
             // request is likely to succeed shortly, which is what 503 + Retry-After says.
             ConsistencyTimeout { .. } | LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // Load shedding and start-up: both pass, so 503 + Retry-After as well.
+            TooManyWaiters { .. } | NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyPending => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,6 +121,8 @@ impl ApiError {
             Unauthorized(_) => "unauthorized",
             Forbidden => "forbidden",
             ConsistencyTimeout { .. } => "consistency_timeout",
+            TooManyWaiters { .. } => "too_many_waiters",
+            NotReady(_) => "not_ready",
             LogUnavailable => "log_unavailable",
             InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             IdempotencyKeyReused => "idempotency_key_reused",
@@ -121,6 +134,13 @@ impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
             ApiError::Validation { field, .. } if !field.is_empty() => Some(field),
+            _ => None,
+        }
+    }
+
+    fn behind(&self) -> Option<&Behind> {
+        match self {
+            ApiError::NotReady(not_ready) => not_ready.behind.as_ref(),
             _ => None,
         }
     }
@@ -144,6 +164,8 @@ struct Inner<'a> {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    behind: Option<&'a Behind>,
 }
 
 impl IntoResponse for ApiError {
@@ -154,11 +176,16 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code = self.code(), error = %self, "request rejected");
         }
-        let body = Body { error: Inner { code: self.code(), message: self.message(), field: self.field() } };
+        let body = Body {
+            error: Inner { code: self.code(), message: self.message(), field: self.field(), behind: self.behind() },
+        };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::ConsistencyTimeout { .. } | ApiError::LogUnavailable => {
+            ApiError::ConsistencyTimeout { .. }
+            | ApiError::LogUnavailable
+            | ApiError::TooManyWaiters { .. }
+            | ApiError::NotReady(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             ApiError::Unauthorized(_) => {
@@ -230,6 +257,25 @@ mod tests {
 
         let (status, _, headers) = body_of(LogError::Unavailable("broker down".into()).into()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn load_shedding_and_not_ready_are_503_with_retry_after() {
+        let (status, body, headers) = body_of(ApiError::TooManyWaiters { limit: 2 }).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "too_many_waiters");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+
+        let behind = Behind { records: 7, topics: [("catalog".to_owned(), 7), ("inventory".to_owned(), 0)].into() };
+        let not_ready =
+            NotReady { reason: crate::lag::NotReadyReason::CatchingUp, behind: Some(behind) };
+        let (status, body, headers) = body_of(ApiError::NotReady(not_ready)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "not_ready");
+        assert_eq!(body["error"]["behind"], serde_json::json!({"records": 7, "topics": {"catalog": 7, "inventory": 0}}));
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("7 records behind") && message.contains("catalog 7"), "{message}");
         assert_eq!(headers[header::RETRY_AFTER], "1");
     }
 

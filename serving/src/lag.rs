@@ -4,8 +4,12 @@
 //!
 //! End offsets come from a background poll of the log, never from the request path: a read
 //! must not pay a broker round trip, nor fail when the broker is away.
+//!
+//! Also readiness ([`Readiness`]): whether the views have caught up with the log as it was
+//! when the server started (`/readyz`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,9 +17,11 @@ use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
 use shopflow_dataflow::views::Progress;
 use shopflow_ingest::{EventLog, Position};
+use tokio::sync::watch;
 
 use crate::state::AppState;
 
@@ -24,25 +30,51 @@ pub const LAG_MS_HEADER: &str = "x-view-lag-ms";
 pub const LAG_RECORDS_HEADER: &str = "x-view-lag-records";
 
 /// The last known end offset of every source partition.
-#[derive(Default)]
 pub struct EndOffsets {
     topics: Vec<String>,
     /// Per topic, once known: end offset per partition.
     ends: RwLock<BTreeMap<String, Vec<u64>>>,
+    /// Bumped after every poll that learnt something (readiness waits on it).
+    polled: watch::Sender<u64>,
+}
+
+impl Default for EndOffsets {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
 }
 
 impl EndOffsets {
     pub fn new(topics: Vec<String>) -> Self {
-        Self { topics, ends: RwLock::new(BTreeMap::new()) }
+        Self { topics, ends: RwLock::new(BTreeMap::new()), polled: watch::channel(0).0 }
+    }
+
+    /// A receiver that changes after every poll that got an answer for at least one topic.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.polled.subscribe()
+    }
+
+    /// How many partitions `topic` has, as far as polls (and our own appends) have seen;
+    /// `None` until the topic was polled once.
+    pub fn partitions(&self, topic: &str) -> Option<u32> {
+        self.ends.read().get(topic).map(|ends| ends.len() as u32)
+    }
+
+    /// The end offsets of every source topic, once every one has been polled.
+    fn snapshot(&self) -> Option<BTreeMap<String, Vec<u64>>> {
+        let known = self.ends.read();
+        self.topics.iter().map(|t| known.get(t).map(|ends| (t.clone(), ends.clone()))).collect()
     }
 
     /// Asks the log for the end offsets of every source topic once. A topic that fails keeps
     /// its last known offsets; the first error is returned after trying the others.
     pub async fn refresh(&self, log: &dyn EventLog) -> Result<(), shopflow_ingest::LogError> {
         let mut first_error = None;
+        let mut answered = false;
         for topic in &self.topics {
             match log.end_offsets(topic).await {
                 Ok(ends) => {
+                    answered = true;
                     let mut known = self.ends.write();
                     let slot = known.entry(topic.clone()).or_default();
                     // Never move backwards: an append we observed may be newer than the poll.
@@ -55,6 +87,9 @@ impl EndOffsets {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        if answered {
+            self.polled.send_modify(|n| *n += 1);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -97,6 +132,127 @@ impl EndOffsets {
                 .map(|(topic, partition, end)| end.saturating_sub(covered_of(topic, partition)))
                 .sum(),
         )
+    }
+}
+
+/// Whether the views have caught up with the log since the server started: ready once the
+/// views cover the end offsets every source partition had at start (the first complete poll),
+/// and every worker has reported at least once (so an empty log is ready after one report).
+/// Latches: once ready, a live system that lags a little behind new writes stays ready.
+pub struct Readiness {
+    /// End offsets per source topic at start; taken at the first check after every source
+    /// topic has been polled (in `Application::build`, right after the first poll).
+    targets: Mutex<Option<BTreeMap<String, Vec<u64>>>>,
+    ready: watch::Sender<bool>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self { targets: Mutex::new(None), ready: watch::channel(false).0 }
+    }
+}
+
+/// Why the server is not ready: the body of `503 not_ready` on `/readyz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotReady {
+    pub reason: NotReadyReason,
+    /// How far behind the log as of start the views are; `None` while that is unknown.
+    pub behind: Option<Behind>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotReadyReason {
+    /// No end offset poll of every source topic has succeeded yet.
+    LogUnknown,
+    /// Not every worker has reported progress yet.
+    NoProgress,
+    /// Records written before the start are not reflected in the views yet.
+    CatchingUp,
+}
+
+/// Records of the log as of start not yet reflected in the views.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Behind {
+    /// Over every source topic.
+    pub records: u64,
+    /// Per source topic.
+    pub topics: BTreeMap<String, u64>,
+}
+
+impl fmt::Display for NotReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            NotReadyReason::LogUnknown => f.write_str("not ready: the end offsets of the log are not known yet")?,
+            NotReadyReason::NoProgress => f.write_str("not ready: the views have not reported progress yet")?,
+            NotReadyReason::CatchingUp => f.write_str("not ready: the views are catching up with the log")?,
+        }
+        if let Some(behind) = &self.behind {
+            write!(f, "; {} records behind the log as of start", behind.records)?;
+            let topics: Vec<String> =
+                behind.topics.iter().filter(|(_, n)| **n > 0).map(|(t, n)| format!("{t} {n}")).collect();
+            if !topics.is_empty() {
+                write!(f, " ({})", topics.join(", "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Readiness {
+    /// Watches readiness; turns `true` once and stays there.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Checks whether the views have caught up, and latches ready when they have. Cheap (a
+    /// few lock acquisitions): `/readyz` calls it per request, the readiness task per change.
+    pub fn check(&self, progress: &Progress, ends: &EndOffsets) -> Result<(), NotReady> {
+        if self.is_ready() {
+            return Ok(());
+        }
+        let targets = {
+            let mut targets = self.targets.lock();
+            if targets.is_none() {
+                *targets = ends.snapshot();
+            }
+            targets.clone()
+        };
+        let Some(targets) = targets else {
+            return Err(NotReady { reason: NotReadyReason::LogUnknown, behind: None });
+        };
+        // `Progress` only knows partitions some worker has reported: an unknown one counts
+        // as covered up to 0, which is only enough when the partition was empty at start.
+        let covered: BTreeMap<(String, u32), u64> =
+            progress.covered_offsets().into_iter().map(|p| ((p.topic, p.partition), p.offset)).collect();
+        let topics: BTreeMap<String, u64> = targets
+            .iter()
+            .map(|(topic, ends)| {
+                let behind = ends
+                    .iter()
+                    .enumerate()
+                    .map(|(partition, end)| {
+                        let done = covered.get(&(topic.clone(), partition as u32)).copied().unwrap_or(0);
+                        end.saturating_sub(done)
+                    })
+                    .sum();
+                (topic.clone(), behind)
+            })
+            .collect();
+        let behind = Behind { records: topics.values().sum(), topics };
+        // A frontier above 0 means every worker has reported at least once.
+        let reason = if progress.frontier() == 0 {
+            NotReadyReason::NoProgress
+        } else if behind.records > 0 {
+            NotReadyReason::CatchingUp
+        } else {
+            self.ready.send_replace(true);
+            return Ok(());
+        };
+        Err(NotReady { reason, behind: Some(behind) })
     }
 }
 
@@ -173,5 +329,66 @@ mod tests {
 
         ends.observe(&[Position::new("catalog", 1, 4), Position::new("orders", 0, 9)]);
         assert_eq!(ends.lag_records(&progress), Some(4), "own append counts, unknown topics do not");
+    }
+
+    fn report(frontier: u64, offsets: &[(&str, u32, u64)]) -> ProgressReport {
+        ProgressReport {
+            worker: 0,
+            peers: 1,
+            frontier,
+            offsets: offsets.iter().map(|(t, p, o)| Position::new(*t, *p, *o)).collect(),
+        }
+    }
+
+    #[test]
+    fn ready_once_the_views_cover_the_end_offsets_at_start_and_then_for_good() {
+        let ends = EndOffsets::new(vec!["catalog".into(), "inventory".into()]);
+        let progress = Progress::default();
+        let readiness = Readiness::default();
+        let reason = |r: Result<(), NotReady>| r.unwrap_err().reason;
+        assert_eq!(reason(readiness.check(&progress, &ends)), NotReadyReason::LogUnknown);
+
+        ends.ends.write().insert("catalog".into(), vec![3, 0]);
+        assert_eq!(reason(readiness.check(&progress, &ends)), NotReadyReason::LogUnknown, "inventory not polled");
+        ends.ends.write().insert("inventory".into(), vec![0, 2]);
+        let not_ready = readiness.check(&progress, &ends).unwrap_err();
+        assert_eq!(not_ready.reason, NotReadyReason::NoProgress);
+        assert_eq!(
+            not_ready.behind,
+            Some(Behind { records: 5, topics: [("catalog".into(), 3), ("inventory".into(), 2)].into() })
+        );
+
+        // Writes after the start do not move the target.
+        ends.observe(&[Position::new("catalog", 1, 40)]);
+        progress.report(report(1, &[("catalog", 0, 3)]));
+        let not_ready = readiness.check(&progress, &ends).unwrap_err();
+        assert_eq!(not_ready.reason, NotReadyReason::CatchingUp);
+        assert_eq!(not_ready.behind.map(|b| b.records), Some(2), "inventory:1 was never reported");
+        assert!(!*readiness.subscribe().borrow());
+
+        progress.report(report(2, &[("catalog", 0, 3), ("inventory", 1, 2)]));
+        assert_eq!(readiness.check(&progress, &ends), Ok(()));
+        assert!(*readiness.subscribe().borrow());
+        assert_eq!(ends.lag_records(&progress), Some(41), "a live log still lags...");
+        assert_eq!(readiness.check(&progress, &ends), Ok(()), "...but readiness has latched");
+    }
+
+    #[test]
+    fn an_empty_log_is_ready_after_the_first_report() {
+        let ends = EndOffsets::new(vec!["catalog".into()]);
+        ends.ends.write().insert("catalog".into(), vec![0, 0]);
+        let progress = Progress::default();
+        let readiness = Readiness::default();
+        assert_eq!(readiness.check(&progress, &ends).unwrap_err().reason, NotReadyReason::NoProgress);
+        progress.report(report(1, &[]));
+        assert_eq!(readiness.check(&progress, &ends), Ok(()));
+    }
+
+    #[test]
+    fn partitions_are_known_once_polled() {
+        let ends = EndOffsets::new(vec!["catalog".into()]);
+        assert_eq!(ends.partitions("catalog"), None);
+        ends.ends.write().insert("catalog".into(), vec![0; 4]);
+        assert_eq!(ends.partitions("catalog"), Some(4));
     }
 }

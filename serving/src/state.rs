@@ -7,7 +7,7 @@ use shopflow_ingest::EventLog;
 use tokio::sync::watch;
 
 use crate::config::ServingConfig;
-use crate::lag::EndOffsets;
+use crate::lag::{EndOffsets, NotReady, Readiness};
 use crate::recommender::ModelSlot;
 
 /// Shared by every handler; cheap to clone.
@@ -25,7 +25,10 @@ pub struct AppState {
     pub models: Arc<ModelSlot>,
     /// Reads currently waiting for a consistency token (also the gauge
     /// `serving_consistency_waits_in_flight`); observable so tests and operators can see waits.
+    /// Never above `config.max_consistency_waiters`.
     waiting_reads: Arc<watch::Sender<usize>>,
+    /// Whether the views have caught up with the log since start (`/readyz`).
+    readiness: Arc<Readiness>,
 }
 
 impl AppState {
@@ -34,7 +37,8 @@ impl AppState {
         let waiting_reads = Arc::new(watch::channel(0).0);
         // Empty until a model is promoted: the recommendation routes answer from trending.
         let models = Arc::new(ModelSlot::new());
-        Self { log, views, config: Arc::new(config), end_offsets, models, waiting_reads }
+        let readiness = Arc::new(Readiness::default());
+        Self { log, views, config: Arc::new(config), end_offsets, models, waiting_reads, readiness }
     }
 
     /// Watches the number of reads waiting for a consistency token right now.
@@ -42,11 +46,67 @@ impl AppState {
         self.waiting_reads.subscribe()
     }
 
-    /// Counts one waiting read until the guard drops (also when the client goes away).
-    pub(crate) fn wait_guard(&self) -> WaitGuard {
-        self.waiting_reads.send_modify(|n| *n += 1);
+    /// Counts one waiting read until the guard drops (also when the client goes away);
+    /// `None` when `max_consistency_waiters` reads are waiting already. Check and count are
+    /// one step, so concurrent reads cannot overshoot the cap.
+    pub(crate) fn wait_guard(&self) -> Option<WaitGuard> {
+        let limit = self.config.max_consistency_waiters;
+        let admitted = self.waiting_reads.send_if_modified(|n| {
+            let room = *n < limit;
+            if room {
+                *n += 1;
+            }
+            room
+        });
+        if !admitted {
+            return None;
+        }
         metrics::gauge!(WAITS_GAUGE).increment(1.0);
-        WaitGuard(self.waiting_reads.clone())
+        Some(WaitGuard(self.waiting_reads.clone()))
+    }
+
+    /// Watches readiness: `false` until the views have caught up with the log as it was when
+    /// the server started (or replayed), then `true` for good. [`Application::build`] starts
+    /// a task that flips it as soon as progress or a new end offset poll makes it true.
+    ///
+    /// For the binary, to say when `shopflow up` is ready (select it with the shutdown
+    /// signal: it never completes if the views never catch up):
+    ///
+    /// ```ignore
+    /// let app = Application::build(config, log, views).await?;
+    /// let state = app.state().clone();
+    /// tokio::spawn(async move {
+    ///     state.wait_ready().await;
+    ///     println!("ready");
+    /// });
+    /// app.run_until_stopped(shutdown).await?;
+    /// ```
+    ///
+    /// [`Application::build`]: crate::Application::build
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.readiness.subscribe()
+    }
+
+    /// Completes once the views have caught up with the log as of start (at once if they
+    /// have). Event-driven: re-checks on every progress change and every end offset poll, so
+    /// it works with or without the task [`Application::build`] starts.
+    ///
+    /// [`Application::build`]: crate::Application::build
+    pub async fn wait_ready(&self) {
+        let mut progress = self.views.progress.subscribe();
+        let mut polled = self.end_offsets.subscribe();
+        while self.check_ready().is_err() {
+            // Both senders live in `self`'s `Arc`s, so neither wait can fail while we borrow.
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() { std::future::pending::<()>().await },
+                changed = polled.changed() => if changed.is_err() { std::future::pending::<()>().await },
+            }
+        }
+    }
+
+    /// Ready now, or why not (latches ready the first time it holds).
+    pub fn check_ready(&self) -> Result<(), NotReady> {
+        self.readiness.check(&self.views.progress, &self.end_offsets)
     }
 }
 

@@ -171,19 +171,55 @@ impl FromRequestParts<AppState> for ReadConsistency {
 impl AppState {
     /// Waits until the views have passed the read's token, at most
     /// `min(requested wait, read_wait_max)`. Reads without a token return at once (eventual).
+    ///
+    /// A token no view could ever pass (a topic outside `source_topics`, a partition the topic
+    /// does not have) is `400 invalid_consistency_token` at once. A read that would have to
+    /// wait while `max_consistency_waiters` reads wait already is `503 too_many_waiters`.
     pub async fn consistent(&self, read: &ReadConsistency) -> Result<(), ApiError> {
         let Some(token) = &read.token else { return Ok(()) };
+        self.check_token(token)?;
         let bound = read.wait.map_or(self.config.read_wait_max, |w| w.min(self.config.read_wait_max));
         if self.views.progress.has_passed(token.positions()) {
             return Ok(());
         }
-        let _waiting = self.wait_guard();
+        let Some(_waiting) = self.wait_guard() else {
+            metrics::counter!(WAITS_REFUSED).increment(1);
+            tracing::debug!(token = %token, "consistency wait refused: too many waiting reads");
+            return Err(ApiError::TooManyWaiters { limit: self.config.max_consistency_waiters });
+        };
         self.views.progress.wait_for(token.positions(), bound).await.map_err(|_| {
             tracing::debug!(token = %token, waited_ms = bound.as_millis() as u64, "consistency wait timed out");
             ApiError::ConsistencyTimeout { waited: bound }
         })
     }
+
+    /// Refuses positions no view will ever pass, so such a read does not wait its full bound.
+    fn check_token(&self, token: &ConsistencyToken) -> Result<(), ApiError> {
+        let topics = &self.config.source_topics;
+        for position in token.positions() {
+            if !topics.iter().any(|t| *t == position.topic) {
+                return Err(ApiError::InvalidConsistencyToken(format!(
+                    "no view reads topic {:?} (a token may name {})",
+                    position.topic,
+                    topics.join(", ")
+                )));
+            }
+            // Known from the end offset poll; unknown before the first one, then not checked.
+            if let Some(partitions) = self.end_offsets.partitions(&position.topic) {
+                if position.partition >= partitions {
+                    return Err(ApiError::InvalidConsistencyToken(format!(
+                        "topic {:?} has no partition {} (it has {partitions})",
+                        position.topic, position.partition
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Reads refused a consistency wait because `max_consistency_waiters` were waiting.
+const WAITS_REFUSED: &str = "serving_consistency_waits_refused_total";
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
         .route("/metrics", get(crate::metrics::render))
         .route("/api/v1/products", read(get(products::list)).post(products::create))
         .route(

@@ -20,6 +20,17 @@ pub async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
+/// Readiness, as opposed to `/healthz` (liveness): `503 not_ready` (with how many records of
+/// the log as of start the views still miss, per source topic) until the views have caught up
+/// after start or replay, then `200` for good.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.check_ready().map_err(ApiError::NotReady)?;
+    Ok(Json(json!({
+        "status": "ready",
+        "view_frontier": state.views.progress.frontier(),
+    })))
+}
+
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::RouteNotFound(format!("{method} {}", uri.path()))
 }
