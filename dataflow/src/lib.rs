@@ -6,6 +6,7 @@ pub mod state;
 pub mod views;
 pub mod pipeline;
 pub mod publish;
+pub mod changelog;
 pub mod snapshot;
 pub mod replica;
 pub mod reclock;

@@ -320,7 +320,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
         sinks.push(Box::new(LocalSink(views.clone())));
     }
     if shared.config.export_changelogs {
-        sinks.push(Box::new(ChangelogSink { log: shared.log.clone(), partitions: shared.config.changelog_partitions }));
+        sinks.push(Box::new(ChangelogSink::new(shared.log.clone(), shared.config.changelog_partitions)));
     }
     let sink: Box<dyn ViewSink> = Box::new(Fanout(sinks));
 

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use shopflow_ingest::{EventLog, OutRecord, Position};
+use shopflow_ingest::Position;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
@@ -105,54 +105,9 @@ impl ViewSink for LocalSink {
 /// The view names, which are also the changelog topic suffixes.
 pub const VIEW_NAMES: [&str; 7] = ["products", "stock", "warehouses", "interactions", "purchases", "trending", "requests"];
 
-pub fn changelog_topic(view: &str) -> String {
-    format!("changelog.{view}")
-}
-
-/// The key of a worker's frontier marker in a changelog topic; compaction keeps the latest.
-pub fn marker_key(worker: usize) -> Vec<u8> {
-    format!("__frontier__/{worker}").into_bytes()
-}
-
-/// Scale-out mode: every view goes to its compacted changelog topic, each worker writing its
-/// own partition, and each publication ends with a frontier marker in every changelog so a
-/// replica knows when it has all of an epoch.
-pub struct ChangelogSink {
-    pub log: Arc<dyn EventLog>,
-    pub partitions: u32,
-}
-
-impl ViewSink for ChangelogSink {
-    fn publish(&mut self, updates: Vec<ViewUpdate>, report: ProgressReport) {
-        let partition = (report.worker as u32) % self.partitions;
-        let mut records: Vec<OutRecord> = updates
-            .into_iter()
-            .map(|update| OutRecord {
-                topic: changelog_topic(update.view_name()),
-                partition: Some(partition),
-                key: update.key_bytes(),
-                value: Some(serde_json::to_vec(&update).expect("view updates serialise")),
-            })
-            .collect();
-        let marker = serde_json::to_vec(&report).expect("reports serialise");
-        for view in VIEW_NAMES {
-            records.push(OutRecord {
-                topic: changelog_topic(view),
-                partition: Some(partition),
-                key: marker_key(report.worker),
-                value: Some(marker.clone()),
-            });
-        }
-        // Publication is on the exposure path: a marker must not be visible before its data,
-        // and nothing is exposed before it is durable, so this waits for the acknowledgement.
-        let mut attempt = 0u32;
-        while let Err(error) = futures::executor::block_on(self.log.append(records.clone())) {
-            attempt += 1;
-            tracing::warn!(%error, attempt, "changelog append failed, retrying");
-            std::thread::sleep(std::time::Duration::from_millis(50 * u64::from(attempt.min(20))));
-        }
-    }
-}
+// Scale-out export: the changelog sink, its topic layout and frontier markers live in
+// `crate::changelog`.
+pub use crate::changelog::{changelog_topic, marker_key, ChangelogSink};
 
 /// Source offsets per sealed epoch on this worker: "records up to these offsets are in epochs
 /// at or below this one". Written by the source, read by publication.
