@@ -197,16 +197,17 @@ impl AppState {
     fn check_token(&self, token: &ConsistencyToken) -> Result<(), ApiError> {
         let topics = &self.config.source_topics;
         for position in token.positions() {
-            if !topics.iter().any(|t| *t == position.topic) {
+            if !topics.contains(&position.topic) {
                 return Err(ApiError::InvalidConsistencyToken(format!(
                     "no view reads topic {:?} (a token may name {})",
                     position.topic,
                     topics.join(", ")
                 )));
             }
-            // Known from the end offset poll; unknown before the first one, then not checked.
+            // Known from the end offset poll; unknown before the first one (or if a poll saw
+            // no partitions at all), then not checked.
             if let Some(partitions) = self.end_offsets.partitions(&position.topic) {
-                if position.partition >= partitions {
+                if partitions > 0 && position.partition >= partitions {
                     return Err(ApiError::InvalidConsistencyToken(format!(
                         "topic {:?} has no partition {} (it has {partitions})",
                         position.topic, position.partition

@@ -176,7 +176,7 @@ impl Started {
 /// Appends `count` category upserts to the catalog topic, as earlier runs would have.
 async fn backlog(log: &MemLog, count: usize) -> Result<()> {
     for i in 0..count {
-        let event = Event::CategoryUpserted(NamedEntityUpserted { id: Id::new(&format!("cat-{i}"))?, name: format!("c{i}") });
+        let event = Event::CategoryUpserted(NamedEntityUpserted { id: Id::new(format!("cat-{i}"))?, name: format!("c{i}") });
         let envelope = Envelope::new(event);
         log.append(vec![OutRecord::keyed("catalog", envelope.key().as_str(), envelope.to_json())]).await?;
     }
