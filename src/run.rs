@@ -42,8 +42,13 @@ pub async fn open_log(settings: &LogSettings) -> anyhow::Result<Arc<dyn EventLog
         }
     };
     for topic in Topic::ALL {
-        let partitions = if topic == Topic::Dlq { 1 } else { settings.partitions };
-        log.ensure_topic(&TopicSpec::new(topic.name(), partitions)).await?;
+        let spec = match topic {
+            // Dead letters are for an operator to look at, not state anyone rebuilds from.
+            Topic::Dlq => TopicSpec::new(topic.name(), 1),
+            // Every event topic is the system of record for its entities: kept forever.
+            _ => TopicSpec::new(topic.name(), settings.partitions).retained_forever(),
+        };
+        log.ensure_topic(&spec).await?;
     }
     Ok(log)
 }
@@ -106,7 +111,14 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         log.backend(),
         settings.pipeline.workers,
     );
+    let state = app.state().clone();
+    let started = std::time::Instant::now();
+    let ready = tokio::spawn(async move {
+        state.wait_ready().await;
+        println!("  ready: the views have caught up with the log ({} ms after start); /readyz answers 200\n", started.elapsed().as_millis());
+    });
     app.run_until_stopped(shutdown_signal()).await?;
+    ready.abort();
     stop_pipeline(handle).await?;
     tracing::info!("shopflow stopped");
     Ok(())
@@ -125,7 +137,10 @@ pub async fn pipeline(mut settings: Settings, args: PipelineArgs) -> anyhow::Res
         config.addresses = addresses;
     }
     config.export_changelogs = true;
-    config.data_dir = settings.log.data_dir.join(format!("pipeline-{}", config.process));
+    // One snapshot store for every process of the cluster (a file per source partition): after
+    // a rescale, whichever worker takes a partition over loads its snapshot. Across machines,
+    // this directory is the shared storage they all mount (see README, "Scale-out").
+    config.data_dir = settings.log.data_dir.join("pipeline");
     let log = open_log(&settings.log).await?;
     let handle = start_pipeline(settings.pipeline.clone(), log, None).await?;
     tracing::info!(process = settings.pipeline.process, workers = settings.pipeline.workers, "pipeline running");

@@ -17,6 +17,10 @@ pub struct TopicSpec {
     pub name: String,
     pub partitions: u32,
     pub compacted: bool,
+    /// Keep every record forever (no time or size retention). Entity topics need it: a
+    /// partition whose snapshot is lost or unusable is rebuilt from its first record, so a
+    /// broker default of 7 days would silently drop the older part of the catalog.
+    pub retained_forever: bool,
 }
 
 impl TopicSpec {
@@ -25,11 +29,17 @@ impl TopicSpec {
             name: name.into(),
             partitions,
             compacted: false,
+            retained_forever: false,
         }
     }
 
     pub fn compacted(mut self) -> Self {
         self.compacted = true;
+        self
+    }
+
+    pub fn retained_forever(mut self) -> Self {
+        self.retained_forever = true;
         self
     }
 }

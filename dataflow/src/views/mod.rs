@@ -28,6 +28,10 @@ pub struct Views {
     /// Event id → the first write under an idempotency key (see [`RequestRow`]).
     pub requests: Table<uuid::Uuid, RequestRow>,
     pub progress: Progress,
+    /// Held for the whole of `apply`: several workers publish concurrently, and a product's
+    /// stock total is computed from the stock table and written into the product table. Two
+    /// batches interleaving between the read and the write could leave a stale total last.
+    applying: parking_lot::Mutex<()>,
 }
 
 impl Views {
@@ -37,6 +41,7 @@ impl Views {
 
     /// Applies one batch of upserts (an epoch's worth from one worker).
     pub fn apply(&self, updates: impl IntoIterator<Item = ViewUpdate>) {
+        let _applying = self.applying.lock();
         let mut products = Vec::new();
         let mut stock = Vec::new();
         let mut warehouses = Vec::new();
@@ -93,4 +98,50 @@ fn first_key_range(user: &Id) -> (std::ops::Bound<(Id, Id)>, std::ops::Bound<(Id
     // (user, product) pair of this user.
     let end = Bound::Excluded((Id::from(format!("{user}\u{0}").as_str()), Id::default()));
     (start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shopflow_events::Money;
+
+    fn product(id: &str) -> ProductRow {
+        ProductRow {
+            product_id: id.into(),
+            name: "p".into(),
+            description: String::new(),
+            price: Money::new(1, "EUR"),
+            sku: String::new(),
+            category_id: "c".into(),
+            category_name: None,
+            brand_id: "b".into(),
+            brand_name: None,
+            supplier_id: "s".into(),
+            supplier_name: None,
+            stock: 0,
+        }
+    }
+
+    #[test]
+    fn the_stock_total_is_right_when_workers_publish_concurrently() {
+        let views = std::sync::Arc::new(Views::new());
+        views.apply([ViewUpdate::Product { key: "p".into(), row: Some(product("p")) }]);
+        // Each worker owns one warehouse row of the same product and raises it step by step.
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let views = views.clone();
+                std::thread::spawn(move || {
+                    let warehouse = Id::from(format!("w{w}").as_str());
+                    for quantity in 1..=2_000 {
+                        let row = StockRow { product_id: "p".into(), warehouse_id: warehouse.clone(), warehouse_name: None, quantity };
+                        views.apply([ViewUpdate::Stock { key: ("p".into(), warehouse.clone()), row: Some(row) }]);
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        assert_eq!(views.products.get(&"p".into()).unwrap().stock, 4 * 2_000);
+    }
 }

@@ -47,6 +47,27 @@ pub(crate) fn kafka_error(e: KafkaError) -> LogError {
 }
 
 impl KafkaLog {
+    /// The broker's configuration of a topic (`retention.ms`, `cleanup.policy`, ...), as
+    /// DescribeConfigs reports it.
+    pub async fn topic_config(&self, topic: &str) -> Result<std::collections::BTreeMap<String, String>, LogError> {
+        use rdkafka::admin::ResourceSpecifier;
+        let full = self.inner.config.qualify(topic);
+        let timeout = self.inner.config.request_timeout;
+        let opts = AdminOptions::new().request_timeout(Some(timeout));
+        let results = self
+            .inner
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(&full)], &opts)
+            .await
+            .map_err(kafka_error)?;
+        let resource = results
+            .into_iter()
+            .next()
+            .ok_or_else(|| LogError::Unavailable(format!("no config returned for {full}")))?
+            .map_err(|code| LogError::Unavailable(format!("describe configs of {full}: {code}")))?;
+        Ok(resource.entries.into_iter().filter_map(|e| Some((e.name, e.value?))).collect())
+    }
+
     /// Creates the clients. librdkafka connects lazily, so this does not touch the network;
     /// use [`check`](Self::check) to find out whether the cluster is reachable.
     pub fn connect(config: KafkaConfig) -> Result<Self, LogError> {
@@ -194,6 +215,9 @@ impl EventLog for KafkaLog {
         );
         if spec.compacted {
             topic = topic.set("cleanup.policy", "compact");
+        }
+        if spec.retained_forever {
+            topic = topic.set("retention.ms", "-1").set("retention.bytes", "-1");
         }
         let timeout = self.inner.config.request_timeout;
         let opts = AdminOptions::new()
