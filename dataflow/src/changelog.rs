@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shopflow_events::{partition_for, Id};
+use shopflow_events::partition_for;
 use shopflow_ingest::{EventLog, LogError, OutRecord, Position};
 
 use crate::publish::{ViewSink, VIEW_NAMES};
@@ -68,22 +68,7 @@ pub fn record_partition(key: &[u8], partitions: u32) -> u32 {
 /// [`ViewUpdate::view_name`] names it): what a tombstone in `changelog.<view>` means. `None`
 /// for an unknown view or a key that is not a valid key of that view.
 pub fn tombstone_from(view: &str, key: &[u8]) -> Option<ViewUpdate> {
-    let key = std::str::from_utf8(key).ok()?;
-    let one = || Id::new(key).ok();
-    let pair = || {
-        let (a, b) = key.split_once('/')?;
-        Some((Id::new(a).ok()?, Id::new(b).ok()?))
-    };
-    Some(match view {
-        "products" => ViewUpdate::Product { key: one()?, row: None },
-        "stock" => ViewUpdate::Stock { key: pair()?, row: None },
-        "warehouses" => ViewUpdate::Warehouse { key: one()?, row: None },
-        "interactions" => ViewUpdate::Interaction { key: pair()?, row: None },
-        "purchases" => ViewUpdate::Purchase { key: pair()?, row: None },
-        "trending" => ViewUpdate::Trending { key: one()?, row: None },
-        "requests" => ViewUpdate::Request { key: uuid::Uuid::parse_str(key).ok()?, row: None },
-        _ => return None,
-    })
+    ViewUpdate::tombstone_from(view, key)
 }
 
 /// A frontier marker: a worker's progress report plus the generation of its run.
@@ -333,6 +318,7 @@ impl MarkerPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shopflow_events::Id;
     use crate::views::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TrendingRow, WarehouseRow};
     use shopflow_events::Money;
     use shopflow_ingest::{EmbeddedLog, Record, TopicSpec};

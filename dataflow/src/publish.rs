@@ -5,87 +5,16 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use shopflow_ingest::Position;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
 use crate::jobs::Epoch;
-use crate::views::{InteractionRow, ProductRow, ProgressReport, PurchaseRow, RequestRow, StockRow, TrendingRow, ViewUpdate, Views, WarehouseRow};
-
-/// A row of any view, so that all views flow through one publication operator.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ViewRow {
-    // Boxed: the enum is as large as its largest variant, and every row of every view is
-    // moved and sorted during publication.
-    Product(Box<ProductRow>),
-    Stock(StockRow),
-    Warehouse(WarehouseRow),
-    Interaction(InteractionRow),
-    Purchase(PurchaseRow),
-    Trending(TrendingRow),
-    Request(RequestRow),
-}
-
-impl ViewRow {
-    fn key_hash(&self) -> u64 {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        std::mem::discriminant(self).hash(&mut hasher);
-        match self {
-            ViewRow::Product(r) => r.product_id.hash(&mut hasher),
-            ViewRow::Stock(r) => (&r.product_id, &r.warehouse_id).hash(&mut hasher),
-            ViewRow::Warehouse(r) => r.warehouse_id.hash(&mut hasher),
-            ViewRow::Interaction(r) => (&r.user_id, &r.product_id).hash(&mut hasher),
-            ViewRow::Purchase(r) => (&r.user_id, &r.product_id).hash(&mut hasher),
-            ViewRow::Trending(r) => r.product_id.hash(&mut hasher),
-            ViewRow::Request(r) => r.event_id.hash(&mut hasher),
-        }
-        hasher.finish()
-    }
-
-    /// Whether two rows are for the same key of the same view.
-    fn same_key(&self, other: &ViewRow) -> bool {
-        match (self, other) {
-            (ViewRow::Product(a), ViewRow::Product(b)) => a.product_id == b.product_id,
-            (ViewRow::Stock(a), ViewRow::Stock(b)) => (&a.product_id, &a.warehouse_id) == (&b.product_id, &b.warehouse_id),
-            (ViewRow::Warehouse(a), ViewRow::Warehouse(b)) => a.warehouse_id == b.warehouse_id,
-            (ViewRow::Interaction(a), ViewRow::Interaction(b)) => (&a.user_id, &a.product_id) == (&b.user_id, &b.product_id),
-            (ViewRow::Purchase(a), ViewRow::Purchase(b)) => (&a.user_id, &a.product_id) == (&b.user_id, &b.product_id),
-            (ViewRow::Trending(a), ViewRow::Trending(b)) => a.product_id == b.product_id,
-            (ViewRow::Request(a), ViewRow::Request(b)) => a.event_id == b.event_id,
-            _ => false,
-        }
-    }
-
-    fn upsert(self) -> ViewUpdate {
-        match self {
-            ViewRow::Product(r) => ViewUpdate::Product { key: r.product_id.clone(), row: Some(*r) },
-            ViewRow::Stock(r) => ViewUpdate::Stock { key: (r.product_id.clone(), r.warehouse_id.clone()), row: Some(r) },
-            ViewRow::Warehouse(r) => ViewUpdate::Warehouse { key: r.warehouse_id.clone(), row: Some(r) },
-            ViewRow::Interaction(r) => ViewUpdate::Interaction { key: (r.user_id.clone(), r.product_id.clone()), row: Some(r) },
-            ViewRow::Purchase(r) => ViewUpdate::Purchase { key: (r.user_id.clone(), r.product_id.clone()), row: Some(r) },
-            ViewRow::Trending(r) => ViewUpdate::Trending { key: r.product_id.clone(), row: Some(r) },
-            ViewRow::Request(r) => ViewUpdate::Request { key: r.event_id, row: Some(r) },
-        }
-    }
-
-    fn tombstone(self) -> ViewUpdate {
-        match self {
-            ViewRow::Product(r) => ViewUpdate::Product { key: r.product_id, row: None },
-            ViewRow::Stock(r) => ViewUpdate::Stock { key: (r.product_id, r.warehouse_id), row: None },
-            ViewRow::Warehouse(r) => ViewUpdate::Warehouse { key: r.warehouse_id, row: None },
-            ViewRow::Interaction(r) => ViewUpdate::Interaction { key: (r.user_id, r.product_id), row: None },
-            ViewRow::Purchase(r) => ViewUpdate::Purchase { key: (r.user_id, r.product_id), row: None },
-            ViewRow::Trending(r) => ViewUpdate::Trending { key: r.product_id, row: None },
-            ViewRow::Request(r) => ViewUpdate::Request { key: r.event_id, row: None },
-        }
-    }
-}
+use crate::views::{ProgressReport, ViewUpdate, Views};
 
 /// Where completed epochs go. Called on the worker thread, in frontier order.
 pub trait ViewSink {
@@ -102,8 +31,7 @@ impl ViewSink for LocalSink {
     }
 }
 
-/// The view names, which are also the changelog topic suffixes.
-pub const VIEW_NAMES: [&str; 7] = ["products", "stock", "warehouses", "interactions", "purchases", "trending", "requests"];
+pub use crate::views::{ViewRow, VIEW_NAMES};
 
 // Scale-out export: the changelog sink, its topic layout and frontier markers live in
 // `crate::changelog`.

@@ -5,33 +5,45 @@
 //! replica tailing the changelog topics in scale-out mode.
 
 mod progress;
+pub mod registry;
 mod rows;
 mod table;
 
 pub use progress::{Progress, ProgressReport, WaitError};
-pub use rows::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TrendingRow, ViewUpdate, WarehouseRow};
+pub use registry::{ViewKey, ViewRowType};
+pub use rows::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TrendingRow, WarehouseRow};
 pub use table::Table;
+
+// The registry: one line per view (see `registry` and the crate docs' recipe).
+registry::views! {
+    Product(Box<ProductRow>) => ProductRow, products, "products";
+    Stock(StockRow) => StockRow, stock, "stock";
+    Warehouse(WarehouseRow) => WarehouseRow, warehouses, "warehouses";
+    Interaction(InteractionRow) => InteractionRow, interactions, "interactions";
+    Purchase(PurchaseRow) => PurchaseRow, purchases, "purchases";
+    Trending(TrendingRow) => TrendingRow, trending, "trending";
+    Request(RequestRow) => RequestRow, requests, "requests";
+}
 
 use shopflow_events::Id;
 
-/// Every view the serving layer answers from.
+/// Every view the serving layer answers from: the registry's tables (reached through
+/// `Deref`, e.g. `views.products`) plus the progress that says which offsets they reflect.
 #[derive(Default)]
 pub struct Views {
-    pub products: Table<Id, ProductRow>,
-    pub stock: Table<(Id, Id), StockRow>,
-    pub warehouses: Table<Id, WarehouseRow>,
-    /// (user, product) → weight: the interaction matrix, one user's row is a key range.
-    pub interactions: Table<(Id, Id), InteractionRow>,
-    /// (user, product) → units ordered.
-    pub purchases: Table<(Id, Id), PurchaseRow>,
-    pub trending: Table<Id, TrendingRow>,
-    /// Event id → the first write under an idempotency key (see [`RequestRow`]).
-    pub requests: Table<uuid::Uuid, RequestRow>,
+    tables: Tables,
     pub progress: Progress,
     /// Held for the whole of `apply`: several workers publish concurrently, and a product's
     /// stock total is computed from the stock table and written into the product table. Two
     /// batches interleaving between the read and the write could leave a stale total last.
     applying: parking_lot::Mutex<()>,
+}
+
+impl std::ops::Deref for Views {
+    type Target = Tables;
+    fn deref(&self) -> &Tables {
+        &self.tables
+    }
 }
 
 impl Views {
@@ -42,41 +54,21 @@ impl Views {
     /// Applies one batch of upserts (an epoch's worth from one worker).
     pub fn apply(&self, updates: impl IntoIterator<Item = ViewUpdate>) {
         let _applying = self.applying.lock();
-        let mut products = Vec::new();
-        let mut stock = Vec::new();
-        let mut warehouses = Vec::new();
-        let mut interactions = Vec::new();
-        let mut purchases = Vec::new();
-        let mut trending = Vec::new();
-        let mut requests = Vec::new();
+        let mut batches = Batches::default();
         for update in updates {
-            match update {
-                ViewUpdate::Product { key, row } => products.push((key, row)),
-                ViewUpdate::Stock { key, row } => stock.push((key, row)),
-                ViewUpdate::Warehouse { key, row } => warehouses.push((key, row)),
-                ViewUpdate::Interaction { key, row } => interactions.push((key, row)),
-                ViewUpdate::Purchase { key, row } => purchases.push((key, row)),
-                ViewUpdate::Trending { key, row } => trending.push((key, row)),
-                ViewUpdate::Request { key, row } => requests.push((key, row)),
-            }
+            batches.push(update);
         }
         // A product's stock total is the sum of its stock rows: recomputed here for every
         // product whose row or stock changed, instead of joining it in the dataflow.
-        let mut touched: Vec<Id> = products.iter().map(|(k, _)| k.clone()).collect();
-        touched.extend(stock.iter().map(|((product, _), _)| product.clone()));
+        let mut touched: Vec<Id> = batches.products.iter().map(|(k, _)| k.clone()).collect();
+        touched.extend(batches.stock.iter().map(|((product, _), _)| product.clone()));
         touched.sort();
         touched.dedup();
-        self.products.apply(products);
-        self.stock.apply(stock);
+        self.tables.apply_batches(batches);
         for product in touched {
             let total = self.stock.range(first_key_range(&product)).iter().map(|s| s.quantity).sum();
             self.products.modify(&product, |row| row.stock = total);
         }
-        self.warehouses.apply(warehouses);
-        self.interactions.apply(interactions);
-        self.purchases.apply(purchases);
-        self.trending.apply(trending);
-        self.requests.apply(requests);
     }
 
     /// One user's interactions (their row of the interaction matrix), by product id.

@@ -1,6 +1,8 @@
 use serde::{Deserialize, Serialize};
 use shopflow_events::{Id, Money};
 
+use super::registry::ViewRowType;
+
 /// A product with its category, brand and supplier joined (seed 003, query 1) and its total
 /// stock over all warehouses. Names are `None` while the referenced entity is unknown.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,43 +80,57 @@ pub struct RequestRow {
     pub ts: i64,
 }
 
-/// One upsert to a view: the new row for a key, or `None` when the key left the view.
-/// This is also the changelog record format (`view` selects the topic).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "view", rename_all = "snake_case")]
-pub enum ViewUpdate {
-    Product { key: Id, row: Option<ProductRow> },
-    Stock { key: (Id, Id), row: Option<StockRow> },
-    Warehouse { key: Id, row: Option<WarehouseRow> },
-    Interaction { key: (Id, Id), row: Option<InteractionRow> },
-    Purchase { key: (Id, Id), row: Option<PurchaseRow> },
-    Trending { key: Id, row: Option<TrendingRow> },
-    Request { key: uuid::Uuid, row: Option<RequestRow> },
+impl ViewRowType for ProductRow {
+    type Key = Id;
+    fn key(&self) -> Id {
+        self.product_id.clone()
+    }
 }
 
-impl ViewUpdate {
-    pub fn view_name(&self) -> &'static str {
-        match self {
-            ViewUpdate::Product { .. } => "products",
-            ViewUpdate::Stock { .. } => "stock",
-            ViewUpdate::Warehouse { .. } => "warehouses",
-            ViewUpdate::Interaction { .. } => "interactions",
-            ViewUpdate::Purchase { .. } => "purchases",
-            ViewUpdate::Trending { .. } => "trending",
-            ViewUpdate::Request { .. } => "requests",
-        }
+impl From<Box<ProductRow>> for ProductRow {
+    fn from(boxed: Box<ProductRow>) -> Self {
+        *boxed
     }
+}
 
-    /// The compaction key in the changelog topic.
-    pub fn key_bytes(&self) -> Vec<u8> {
-        match self {
-            ViewUpdate::Product { key, .. } | ViewUpdate::Warehouse { key, .. } | ViewUpdate::Trending { key, .. } => {
-                key.as_str().as_bytes().to_vec()
-            }
-            ViewUpdate::Stock { key: (a, b), .. }
-            | ViewUpdate::Interaction { key: (a, b), .. }
-            | ViewUpdate::Purchase { key: (a, b), .. } => format!("{a}/{b}").into_bytes(),
-            ViewUpdate::Request { key, .. } => key.to_string().into_bytes(),
-        }
+impl ViewRowType for StockRow {
+    type Key = (Id, Id);
+    fn key(&self) -> (Id, Id) {
+        (self.product_id.clone(), self.warehouse_id.clone())
+    }
+}
+
+impl ViewRowType for WarehouseRow {
+    type Key = Id;
+    fn key(&self) -> Id {
+        self.warehouse_id.clone()
+    }
+}
+
+impl ViewRowType for InteractionRow {
+    type Key = (Id, Id);
+    fn key(&self) -> (Id, Id) {
+        (self.user_id.clone(), self.product_id.clone())
+    }
+}
+
+impl ViewRowType for PurchaseRow {
+    type Key = (Id, Id);
+    fn key(&self) -> (Id, Id) {
+        (self.user_id.clone(), self.product_id.clone())
+    }
+}
+
+impl ViewRowType for TrendingRow {
+    type Key = Id;
+    fn key(&self) -> Id {
+        self.product_id.clone()
+    }
+}
+
+impl ViewRowType for RequestRow {
+    type Key = uuid::Uuid;
+    fn key(&self) -> uuid::Uuid {
+        self.event_id
     }
 }
