@@ -346,6 +346,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             .concat(matrix.interactions.map(ViewRow::Interaction))
             .concat(matrix.purchases.map(ViewRow::Purchase))
             .concat(matrix.trending.map(ViewRow::Trending))
+            .concat(jobs::top_sellers::build(&base).map(ViewRow::TopSeller))
             .concat(inputs.requests.to_collection(scope.clone()).map(|(_, row)| ViewRow::Request(row)))
             .probe();
         publish::build(all.inner, index, peers, remap.clone(), sink);

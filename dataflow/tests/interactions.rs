@@ -80,5 +80,9 @@ async fn interactions_purchases_and_trending_follow_the_log() {
     let lamp = views.trending.get(&Id::from("lamp")).expect("lamp is trending");
     assert_eq!((lamp.score, lamp.category_id), (1, None), "the stale view is outside the window");
 
+    let top = views.top_sellers.get(&Id::from("kettle")).expect("kettle sold");
+    assert_eq!((top.units, top.category_id.as_ref().map(Id::as_str)), (2, Some("kitchen")), "o2's units are cancelled");
+    assert_eq!(views.top_sellers.len(), 1, "nothing else was ordered");
+
     tokio::task::spawn_blocking(move || handle.stop()).await.unwrap().unwrap();
 }

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod interactions;
 pub mod stock;
+pub mod top_sellers;
 pub mod weights;
 
 use differential_dataflow::VecCollection;

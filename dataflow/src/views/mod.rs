@@ -13,6 +13,7 @@ pub use progress::{Progress, ProgressReport, WaitError};
 pub use registry::{ViewKey, ViewRowType};
 pub use rows::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TrendingRow, WarehouseRow};
 pub use table::Table;
+pub use crate::jobs::top_sellers::TopSellerRow;
 
 // The registry: one line per view (see `registry` and the crate docs' recipe).
 registry::views! {
@@ -23,6 +24,7 @@ registry::views! {
     Purchase(PurchaseRow) => PurchaseRow, purchases, "purchases";
     Trending(TrendingRow) => TrendingRow, trending, "trending";
     Request(RequestRow) => RequestRow, requests, "requests";
+    TopSeller(TopSellerRow) => TopSellerRow, top_sellers, "top_sellers";
 }
 
 use shopflow_events::Id;

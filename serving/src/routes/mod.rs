@@ -7,6 +7,7 @@ pub mod products;
 mod recommend;
 mod stock;
 mod system;
+mod top_sellers;
 mod warehouses;
 
 use axum::extract::DefaultBodyLimit;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/recommend/user/{id}", read(get(recommend::for_user)))
         .route("/api/v1/recommend/similar/{id}", read(get(recommend::similar)))
         .route("/api/v1/recommend/trending", read(get(recommend::trending)))
+        .route("/api/v1/top-sellers", read(get(top_sellers::list)))
         // After the routes: it replaces the 405 handler of every route defined so far.
         .method_not_allowed_fallback(system::method_not_allowed)
         .fallback(system::not_found)
