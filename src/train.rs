@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use shopflow_dataflow::jobs::weights::InteractionWeights;
-use shopflow_events::{Envelope, Event, Topic};
+use shopflow_events::{Envelope, Topic};
 use shopflow_ingest::{EventLog, Position};
 use shopflow_recommender::dataset::{load_inter, IdMap};
 use shopflow_recommender::eval::{self, Interaction, Popularity};
@@ -98,8 +98,9 @@ pub async fn run(mut settings: Settings, args: TrainArgs) -> anyhow::Result<()> 
         None => {
             let log = crate::run::open_log(&settings.log).await?;
             let source = format!("log:{}", log.backend());
-            let (events, users, items) =
-                tokio::task::spawn_blocking(move || read_log(log, InteractionWeights::default())).await??;
+            // The pipeline's configured weights, so the model learns from the matrix it serves.
+            let weights = settings.pipeline.weights;
+            let (events, users, items) = tokio::task::spawn_blocking(move || read_log(log, weights)).await??;
             Loaded { events, users, items, source }
         }
     };
@@ -363,18 +364,8 @@ fn read_log(log: Arc<dyn EventLog>, weights: InteractionWeights) -> anyhow::Resu
                         });
                     }
                 };
-                match &envelope.event {
-                    Event::ProductViewed(e) => push(e.user_id.as_str(), e.product_id.as_str(), weights.view),
-                    Event::RecommendationClicked(e) => {
-                        push(e.user_id.as_str(), e.product_id.as_str(), weights.recommendation_click)
-                    }
-                    Event::CartItemAdded(e) => push(e.user_id.as_str(), e.product_id.as_str(), weights.cart_add),
-                    Event::OrderPlaced(o) => {
-                        for line in &o.lines {
-                            push(o.user_id.as_str(), line.product_id.as_str(), weights.purchase.saturating_mul(line.quantity as i64));
-                        }
-                    }
-                    _ => {}
+                for (user, product, weight) in weights.interactions(&envelope.event) {
+                    push(user.as_str(), product.as_str(), weight);
                 }
             }
         }

@@ -220,17 +220,19 @@ impl PartitionState {
                     upsert(&mut self.stock, key, value, &mut out.stock);
                 }
             }
-            Event::ProductViewed(e) => self.interact(envelope.ts, &e.user_id, &e.product_id, weights.view, out),
-            Event::RecommendationClicked(e) => {
-                self.interact(envelope.ts, &e.user_id, &e.product_id, weights.recommendation_click, out)
+            Event::ProductViewed(_) | Event::RecommendationClicked(_) | Event::CartItemAdded(_) => {
+                for (user, product, weight) in weights.interactions(&envelope.event) {
+                    self.interact(envelope.ts, user, product, weight, out);
+                }
             }
-            Event::CartItemAdded(e) => self.interact(envelope.ts, &e.user_id, &e.product_id, weights.cart_add, out),
             Event::OrderPlaced(e) => {
                 if !self.orders.contains_key(&e.order_id) {
+                    for (user, product, weight) in weights.interactions(&envelope.event) {
+                        self.interact(envelope.ts, user, product, weight, out);
+                    }
                     let mut lines = Vec::new();
                     for line in &e.lines {
                         let quantity = i64::from(line.quantity);
-                        self.interact(envelope.ts, &e.user_id, &line.product_id, weights.purchase * quantity, out);
                         add(&mut self.purchases, (e.user_id.clone(), line.product_id.clone()), quantity, &mut out.purchases);
                         lines.push((e.user_id.clone(), line.product_id.clone(), quantity));
                     }
