@@ -51,3 +51,109 @@ async fn a_write_through_one_replica_is_read_with_its_token_through_another() {
         pipeline.terminate();
     }
 }
+
+/// The rescale reproduction: 60 products written while a 2-worker pipeline exports the
+/// changelogs, the pipeline restarted with 3 workers, then 15 products deleted and 45
+/// renamed. A replica that tailed all along (warm) and one started afterwards (cold, reading
+/// the compacted changelogs from the start, old cluster shape's records and markers included)
+/// must both show exactly the 45 renamed products for the latest token. With changelog
+/// partitions chosen by worker, keys changed partition with the worker count and the cold
+/// replica showed deleted products and old names again.
+///
+/// The first write after the restart is waited for on the warm replica before the others are
+/// made, so that the restarted pipeline has published its restored state: see the next test.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_rescale_a_cold_replica_shows_exactly_what_the_warm_one_shows() {
+    rescale_then_delete_and_rename(true).await;
+}
+
+/// The same with the deletes made while the restarted pipeline is still starting. Its first
+/// publication consolidates the restored state (epoch e0: +row) with the deletes of the next
+/// epochs (-row) into nothing, so no tombstone is ever written for those keys and every
+/// replica keeps the deleted products (seen: 7 of 15). The publication operator must publish
+/// the restored epoch on its own (or otherwise emit deletes relative to what the changelogs
+/// already hold); that is in `publish::build` / the pipeline, not in the changelog sink.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "known bug: deletes consolidated into a restarted pipeline's first publication are lost (publish::build)"]
+async fn deletes_right_after_a_restart_reach_the_changelogs() {
+    rescale_then_delete_and_rename(false).await;
+}
+
+async fn rescale_then_delete_and_rename(wait_for_restart: bool) {
+    let broker = kafka_broker();
+    let namespace = unique_namespace();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let common = ["--kafka", broker.addr(), "--namespace", &namespace, "--data-dir", data.to_str().unwrap()];
+    let pipeline = |workers: &str| {
+        let mut args = vec!["pipeline", "--workers", workers];
+        args.extend(common);
+        Shopflow::spawn(&args, dir.path(), &format!("pipeline-{workers}-workers"))
+    };
+    let mut serve = vec!["serve"];
+    serve.extend(common);
+
+    let two = pipeline("2");
+    let warm = Shopflow::start_http(&serve, dir.path()).await;
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..60 {
+        let (status, created) = post(&warm.base, "/api/v1/products", &product_body(&format!("Product {i}"), "kitchen")).await;
+        assert_eq!(status, 202, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+        tokens.push(created["consistency_token"].as_str().unwrap().to_owned());
+    }
+    let created = merge_tokens(tokens.iter().map(String::as_str));
+    assert_eq!(all_products(&warm.base, &created).await.len(), 60, "the 2-worker pipeline published every product");
+    two.terminate();
+
+    let three = pipeline("3");
+    let mut expected = std::collections::BTreeMap::new();
+    // Product 1 is renamed first; products 0, 4, 8, ... are deleted, the others renamed.
+    let order = std::iter::once(1).chain((0..60).filter(|i| *i != 1));
+    for (n, i) in order.enumerate() {
+        let id = &ids[i];
+        let (status, answer) = if i % 4 == 0 {
+            delete(&warm.base, &format!("/api/v1/products/{id}")).await
+        } else {
+            let name = format!("Renamed {i}");
+            expected.insert(id.clone(), name.clone());
+            patch(&warm.base, &format!("/api/v1/products/{id}"), &json!({ "name": name })).await
+        };
+        assert_eq!(status, 202, "{answer}");
+        let token = answer["consistency_token"].as_str().unwrap().to_owned();
+        if n == 0 && wait_for_restart {
+            let renamed = get_consistent(&warm.base, &format!("/api/v1/products/{id}"), &token).await;
+            assert_eq!(renamed["name"], "Renamed 1");
+        }
+        tokens.push(token);
+    }
+    assert_eq!(expected.len(), 45);
+    let latest = merge_tokens(tokens.iter().map(String::as_str));
+
+    let names = |products: &[serde_json::Value]| -> std::collections::BTreeMap<String, String> {
+        products
+            .iter()
+            .map(|p| (p["product_id"].as_str().unwrap().to_owned(), p["name"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let warm_products = all_products(&warm.base, &latest).await;
+    assert_eq!(names(&warm_products), expected, "the warm replica");
+
+    let cold = Shopflow::start_http(&serve, dir.path()).await;
+    let cold_products = all_products(&cold.base, &latest).await;
+    assert_eq!(names(&cold_products), expected, "the cold replica shows deleted products or old names");
+    assert_eq!(cold_products, warm_products, "cold and warm replicas disagree");
+    for (i, id) in ids.iter().enumerate().step_by(3) {
+        let (status, body) = get_consistent_status(&cold.base, &format!("/api/v1/products/{id}"), &latest).await;
+        if i % 4 == 0 {
+            assert_eq!(status, 404, "deleted product {id} on the cold replica: {body}");
+        } else {
+            assert_eq!((status, &body["name"]), (200, &json!(format!("Renamed {i}"))), "{body}");
+        }
+    }
+
+    cold.terminate();
+    warm.terminate();
+    three.terminate();
+}

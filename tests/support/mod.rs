@@ -217,3 +217,44 @@ pub fn merge_tokens<'a>(tokens: impl IntoIterator<Item = &'a str>) -> String {
         .collect();
     token_for(&positions)
 }
+
+/// Sends a request with an optional JSON body; `(status, body)`, the body `Null` if not JSON.
+pub async fn send(method: reqwest::Method, base: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut request = client().request(method, format!("{base}{path}"));
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// PATCHes JSON and returns (status, body).
+pub async fn patch(base: &str, path: &str, body: &Value) -> (u16, Value) {
+    send(reqwest::Method::PATCH, base, path, Some(body)).await
+}
+
+/// DELETE; returns (status, body).
+pub async fn delete(base: &str, path: &str) -> (u16, Value) {
+    send(reqwest::Method::DELETE, base, path, None).await
+}
+
+/// GET with a consistency token, retrying while the views have not caught up, whatever the
+/// final status (e.g. a 404 for something deleted before the token): (status, body).
+pub async fn get_consistent_status(base: &str, path: &str, token: &str) -> (u16, Value) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let response = client()
+            .get(format!("{base}{path}"))
+            .header("x-consistency-token", token)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("a JSON body");
+        if body["error"]["code"] != "consistency_timeout" {
+            return (status, body);
+        }
+        assert!(Instant::now() < deadline, "views never reached token {token}");
+    }
+}
