@@ -68,13 +68,11 @@ async fn after_a_rescale_a_cold_replica_shows_exactly_what_the_warm_one_shows() 
 }
 
 /// The same with the deletes made while the restarted pipeline is still starting. Its first
-/// publication consolidates the restored state (epoch e0: +row) with the deletes of the next
-/// epochs (-row) into nothing, so no tombstone is ever written for those keys and every
-/// replica keeps the deleted products (seen: 7 of 15). The publication operator must publish
-/// the restored epoch on its own (or otherwise emit deletes relative to what the changelogs
-/// already hold); that is in `publish::build` / the pipeline, not in the changelog sink.
+/// publication used to consolidate the restored state (epoch e0: +row) with the deletes of
+/// the next epochs (-row) into nothing, so no tombstone was written for those keys and every
+/// replica kept the deleted products (seen: 7 of 15). The pipeline now publishes the
+/// restored epoch on its own before it reads anything.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known bug: deletes consolidated into a restarted pipeline's first publication are lost (publish::build)"]
 async fn deletes_right_after_a_restart_reach_the_changelogs() {
     rescale_then_delete_and_rename(false).await;
 }

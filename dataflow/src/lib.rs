@@ -20,6 +20,7 @@
 //! snapshot format with its migration in `snapshot.rs`), and an input session in the
 //! pipeline; that part is not yet generated from one declaration.
 
+pub mod base;
 pub mod jobs;
 pub mod state;
 pub mod views;

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use differential_dataflow::input::InputSession;
 use serde::{Deserialize, Serialize};
 use shopflow_events::{DeadLetter, Envelope, Topic};
 use shopflow_ingest::{EventLog, LogReader, OutRecord, Position, Record};
@@ -22,11 +21,12 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 use timely::{CommunicationConfig, WorkerConfig};
 
-use crate::jobs::{self, BaseCollections, Epoch};
+use crate::base::{Changes, Inputs};
+use crate::jobs::{self, Epoch};
 use crate::reclock::{Replay, ReplaySource};
 use crate::publish::{self, ChangelogSink, LocalSink, RemapHistory, ViewRow, ViewSink};
 use crate::snapshot::SnapshotStore;
-use crate::state::{Changes, PartitionState};
+use crate::state::PartitionState;
 use crate::views::{ProgressReport, ViewUpdate, Views};
 
 /// The topic the remap (epoch → offsets) is made durable in.
@@ -212,82 +212,6 @@ struct Shared {
     stop: Arc<AtomicBool>,
 }
 
-/// The input sessions of the base collections.
-struct Inputs {
-    products: InputSession<Epoch, (shopflow_events::Id, crate::state::ProductBase), isize>,
-    categories: InputSession<Epoch, (shopflow_events::Id, String), isize>,
-    brands: InputSession<Epoch, (shopflow_events::Id, String), isize>,
-    suppliers: InputSession<Epoch, (shopflow_events::Id, String), isize>,
-    warehouses: InputSession<Epoch, (shopflow_events::Id, crate::views::WarehouseRow), isize>,
-    stock: InputSession<Epoch, ((shopflow_events::Id, shopflow_events::Id), i64), isize>,
-    interactions: InputSession<Epoch, (shopflow_events::Id, shopflow_events::Id), isize>,
-    purchases: InputSession<Epoch, (shopflow_events::Id, shopflow_events::Id), isize>,
-    trending: InputSession<Epoch, shopflow_events::Id, isize>,
-    requests: InputSession<Epoch, (uuid::Uuid, crate::views::RequestRow), isize>,
-}
-
-impl Inputs {
-    fn new() -> Self {
-        Self {
-            products: InputSession::new(),
-            categories: InputSession::new(),
-            brands: InputSession::new(),
-            suppliers: InputSession::new(),
-            warehouses: InputSession::new(),
-            stock: InputSession::new(),
-            interactions: InputSession::new(),
-            purchases: InputSession::new(),
-            trending: InputSession::new(),
-            requests: InputSession::new(),
-        }
-    }
-
-    fn insert(&mut self, changes: &mut Changes) {
-        for (row, diff) in changes.products.drain(..) { self.products.update(row, diff); }
-        for (row, diff) in changes.categories.drain(..) { self.categories.update(row, diff); }
-        for (row, diff) in changes.brands.drain(..) { self.brands.update(row, diff); }
-        for (row, diff) in changes.suppliers.drain(..) { self.suppliers.update(row, diff); }
-        for (row, diff) in changes.warehouses.drain(..) { self.warehouses.update(row, diff); }
-        for (row, diff) in changes.stock.drain(..) { self.stock.update(row, diff); }
-        for (row, diff) in changes.interactions.drain(..) { self.interactions.update(row, diff); }
-        for (row, diff) in changes.purchases.drain(..) { self.purchases.update(row, diff); }
-        for (row, diff) in changes.requests.drain(..) { self.requests.update(row, diff); }
-        let now = *self.trending.time();
-        for (product, weight, leaves_at) in changes.trending.drain(..) {
-            // Event time decides membership; an interaction already outside the window (an
-            // old event, or one replayed late) never enters it.
-            let leaves_at = u64::try_from(leaves_at).unwrap_or(0);
-            if leaves_at > now {
-                self.trending.update(product.clone(), weight);
-                self.trending.update_at(product, leaves_at, -weight);
-            }
-        }
-    }
-
-    fn advance_to(&mut self, epoch: Epoch) {
-        self.products.advance_to(epoch);
-        self.categories.advance_to(epoch);
-        self.brands.advance_to(epoch);
-        self.suppliers.advance_to(epoch);
-        self.warehouses.advance_to(epoch);
-        self.stock.advance_to(epoch);
-        self.interactions.advance_to(epoch);
-        self.purchases.advance_to(epoch);
-        self.trending.advance_to(epoch);
-        self.requests.advance_to(epoch);
-        self.requests.flush();
-        self.interactions.flush();
-        self.purchases.flush();
-        self.trending.flush();
-        self.products.flush();
-        self.categories.flush();
-        self.brands.flush();
-        self.suppliers.flush();
-        self.warehouses.flush();
-        self.stock.flush();
-    }
-}
-
 /// Fans one publication out to several sinks.
 struct Fanout(Vec<Box<dyn ViewSink>>);
 
@@ -325,17 +249,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
     let sink: Box<dyn ViewSink> = Box::new(Fanout(sinks));
 
     let probe: ProbeHandle<Epoch> = worker.dataflow::<Epoch, _, _>(|scope| {
-        let base = BaseCollections {
-            products: inputs.products.to_collection(scope.clone()),
-            categories: inputs.categories.to_collection(scope.clone()),
-            brands: inputs.brands.to_collection(scope.clone()),
-            suppliers: inputs.suppliers.to_collection(scope.clone()),
-            warehouses: inputs.warehouses.to_collection(scope.clone()),
-            stock: inputs.stock.to_collection(scope.clone()),
-            interactions: inputs.interactions.to_collection(scope.clone()),
-            purchases: inputs.purchases.to_collection(scope.clone()),
-            trending: inputs.trending.to_collection(scope.clone()),
-        };
+        let base = inputs.collections(scope.clone());
         let products = jobs::catalog::build(&base).map(|row| ViewRow::Product(Box::new(row)));
         let stock = jobs::stock::build(&base).map(ViewRow::Stock);
         let warehouses = base.warehouses.clone().map(|(_, w)| ViewRow::Warehouse(w));
@@ -347,7 +261,7 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
             .concat(matrix.purchases.map(ViewRow::Purchase))
             .concat(matrix.trending.map(ViewRow::Trending))
             .concat(jobs::top_sellers::build(&base).map(ViewRow::TopSeller))
-            .concat(inputs.requests.to_collection(scope.clone()).map(|(_, row)| ViewRow::Request(row)))
+            .concat(base.requests.clone().map(|(_, row)| ViewRow::Request(row)))
             .probe();
         publish::build(all.inner, index, peers, remap.clone(), sink);
         probe
@@ -372,25 +286,30 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
         Some(ReplaySource::new(Replay::load(shared.log.as_ref(), &restored, remap_from)?, &restored))
     }
     .filter(|r| !r.is_done());
-    // Replayed epochs lie in the past: the restored state enters just before the first one.
-    let mut epoch: Epoch = match replay.as_ref().and_then(ReplaySource::current) {
-        Some(first) => first - 1,
-        None => now_ms(),
-    };
-    inputs.advance_to(epoch);
+    // The restored state enters in an epoch of its own, just before the first epoch that reads
+    // records (replayed epochs lie in the past: before the first of them).
+    let first: Epoch = replay.as_ref().and_then(ReplaySource::current).unwrap_or_else(now_ms);
+    let restored_at = first - 1;
+    inputs.advance_to(restored_at);
     for state in states.values() {
         inputs.insert(&mut state.as_insertions());
     }
+    let mut epoch = first;
+    inputs.advance_to(epoch);
     if let Some(r) = &replay {
         tracing::info!(worker = index, partitions = ?r.partitions(), "replaying recorded epochs");
-        epoch += 1;
-        inputs.advance_to(epoch);
     }
     let positions = |states: &BTreeMap<(String, u32), PartitionState>| -> Vec<Position> {
         states.iter().map(|((t, p), s)| Position::new(t.clone(), *p, s.next_offset)).collect()
     };
     tracing::info!(worker = index, peers, partitions = owned.len(), "pipeline worker started");
-    remap.borrow_mut().push(epoch, positions(&states));
+    remap.borrow_mut().push(restored_at, positions(&states));
+    // The restored epoch is published alone before anything is read: consolidated together
+    // with later epochs, a restored row deleted right after the restart would cancel out, and
+    // its tombstone would never reach the changelogs, which still hold the row from before.
+    while probe.less_equal(&restored_at) && !shared.stop.load(Ordering::Relaxed) {
+        worker.step_or_park(Some(Duration::from_millis(1)));
+    }
 
     // The live reader starts where replay ends; during replay the replay source reads.
     let mut reader: Option<Box<dyn LogReader>> =

@@ -36,42 +36,7 @@ pub struct ProductBase {
     pub supplier_id: Id,
 }
 
-/// Changes to the dataflow's base collections produced by applying records.
-#[derive(Default, Debug)]
-pub struct Changes {
-    pub products: Vec<((Id, ProductBase), isize)>,
-    pub categories: Vec<((Id, String), isize)>,
-    pub brands: Vec<((Id, String), isize)>,
-    pub suppliers: Vec<((Id, String), isize)>,
-    pub warehouses: Vec<((Id, WarehouseRow), isize)>,
-    pub stock: Vec<(((Id, Id), i64), isize)>,
-    /// (user, product) with the weight added to the interaction matrix as the difference.
-    pub interactions: Vec<((Id, Id), isize)>,
-    /// (user, product) with units ordered (negative when an order is cancelled).
-    pub purchases: Vec<((Id, Id), isize)>,
-    /// Product, weight, and the event time at which the weight leaves the trending window.
-    pub trending: Vec<(Id, isize, i64)>,
-    /// First writes under an idempotency key, by event id (retracted when forgotten).
-    pub requests: Vec<((uuid::Uuid, RequestRow), isize)>,
-    /// Events the pipeline itself decides (published to `decisions`).
-    pub decisions: Vec<Envelope>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.products.is_empty()
-            && self.categories.is_empty()
-            && self.brands.is_empty()
-            && self.suppliers.is_empty()
-            && self.warehouses.is_empty()
-            && self.stock.is_empty()
-            && self.interactions.is_empty()
-            && self.purchases.is_empty()
-            && self.trending.is_empty()
-            && self.requests.is_empty()
-            && self.decisions.is_empty()
-    }
-}
+pub use crate::base::Changes;
 
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct PartitionState {

@@ -10,30 +10,13 @@ pub mod weights;
 use differential_dataflow::VecCollection;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{ExchangeData, Hashable};
-use shopflow_events::Id;
 use timely::progress::Timestamp;
 
-use crate::state::ProductBase;
-use crate::views::WarehouseRow;
 
 /// The epoch: milliseconds since the Unix epoch when the worker sealed it.
 pub type Epoch = u64;
 
-/// The base collections the per-partition state machine maintains.
-pub struct BaseCollections<'scope, T: Timestamp> {
-    pub products: VecCollection<'scope, T, (Id, ProductBase)>,
-    pub categories: VecCollection<'scope, T, (Id, String)>,
-    pub brands: VecCollection<'scope, T, (Id, String)>,
-    pub suppliers: VecCollection<'scope, T, (Id, String)>,
-    pub warehouses: VecCollection<'scope, T, (Id, WarehouseRow)>,
-    pub stock: VecCollection<'scope, T, ((Id, Id), i64)>,
-    /// (user, product), the difference being the weight.
-    pub interactions: VecCollection<'scope, T, (Id, Id)>,
-    /// (user, product), the difference being units ordered.
-    pub purchases: VecCollection<'scope, T, (Id, Id)>,
-    /// Products, the difference being weight inside the trending window.
-    pub trending: VecCollection<'scope, T, Id>,
-}
+pub use crate::base::BaseCollections;
 
 /// Left outer join with a right side that has at most one value per key (an upserted
 /// entity): every left record appears once, with `None` where the key has no match.

@@ -1,0 +1,106 @@
+//! The base collections: what the per-partition state machine feeds into the dataflow. One
+//! declaration (at the bottom) generates the `Changes` a fold produces, the
+//! `BaseCollections` the jobs build on, and the input sessions that carry one into the other.
+//! Adding a base collection is one line there.
+
+use differential_dataflow::input::InputSession;
+use differential_dataflow::VecCollection;
+use shopflow_events::{Envelope, Id};
+use timely::dataflow::Scope;
+use timely::progress::Timestamp;
+
+use crate::jobs::Epoch;
+use crate::state::ProductBase;
+use crate::views::{RequestRow, WarehouseRow};
+
+macro_rules! base_collections {
+    (
+        plain { $( $(#[$doc:meta])* $field:ident : $data:ty, )* }
+        windowed { $( $(#[$wdoc:meta])* $wfield:ident : $wdata:ty, )* }
+    ) => {
+        /// Changes to the base collections produced by applying records, plus the decisions
+        /// the fold took (published to `decisions`).
+        #[derive(Default, Debug)]
+        pub struct Changes {
+            $( $(#[$doc])* pub $field: Vec<($data, isize)>, )*
+            $( $(#[$wdoc])* pub $wfield: Vec<($wdata, isize, i64)>, )*
+            pub decisions: Vec<Envelope>,
+        }
+
+        impl Changes {
+            pub fn is_empty(&self) -> bool {
+                $( self.$field.is_empty() && )* $( self.$wfield.is_empty() && )* self.decisions.is_empty()
+            }
+        }
+
+        /// The collections every job is built from.
+        pub struct BaseCollections<'scope, T: Timestamp> {
+            $( $(#[$doc])* pub $field: VecCollection<'scope, T, $data>, )*
+            $( $(#[$wdoc])* pub $wfield: VecCollection<'scope, T, $wdata>, )*
+        }
+
+        /// One input session per base collection.
+        pub(crate) struct Inputs {
+            $( $field: InputSession<Epoch, $data, isize>, )*
+            $( $wfield: InputSession<Epoch, $wdata, isize>, )*
+        }
+
+        impl Inputs {
+            pub(crate) fn new() -> Self {
+                Self { $( $field: InputSession::new(), )* $( $wfield: InputSession::new(), )* }
+            }
+
+            pub(crate) fn collections<'scope>(&mut self, scope: Scope<'scope, Epoch>) -> BaseCollections<'scope, Epoch> {
+                BaseCollections {
+                    $( $field: self.$field.to_collection(scope.clone()), )*
+                    $( $wfield: self.$wfield.to_collection(scope.clone()), )*
+                }
+            }
+
+            /// Moves `changes` into the sessions at the current epoch. A windowed change also
+            /// schedules its retraction for the moment it leaves the window (event time); one
+            /// already outside (an old event, or one replayed late) never enters.
+            pub(crate) fn insert(&mut self, changes: &mut Changes) {
+                $( for (data, diff) in changes.$field.drain(..) { self.$field.update(data, diff); } )*
+                $(
+                    let now = *self.$wfield.time();
+                    for (data, diff, leaves_at) in changes.$wfield.drain(..) {
+                        let leaves_at = u64::try_from(leaves_at).unwrap_or(0);
+                        if leaves_at > now {
+                            self.$wfield.update(data.clone(), diff);
+                            self.$wfield.update_at(data, leaves_at, -diff);
+                        }
+                    }
+                )*
+            }
+
+            pub(crate) fn advance_to(&mut self, epoch: Epoch) {
+                $( self.$field.advance_to(epoch); )*
+                $( self.$wfield.advance_to(epoch); )*
+                $( self.$field.flush(); )*
+                $( self.$wfield.flush(); )*
+            }
+        }
+    };
+}
+
+base_collections! {
+    plain {
+        products: (Id, ProductBase),
+        categories: (Id, String),
+        brands: (Id, String),
+        suppliers: (Id, String),
+        warehouses: (Id, WarehouseRow),
+        stock: ((Id, Id), i64),
+        /// (user, product), the difference being the weight.
+        interactions: (Id, Id),
+        /// (user, product), the difference being units ordered.
+        purchases: (Id, Id),
+        /// First writes under an idempotency key, by event id.
+        requests: (uuid::Uuid, RequestRow),
+    }
+    windowed {
+        /// Products, the difference being weight inside the trending window.
+        trending: Id,
+    }
+}
