@@ -14,12 +14,18 @@
 //! 3. Its output joins the published stream in the pipeline's dataflow (`pipeline.rs`, one
 //!    `.concat(...)`), and its route in `serving/src/routes`.
 //!
-//! A view over base collections that already exist is those three places. A view that needs
-//! new per-partition state (a new event kind to fold) also adds its fold to
-//! `state::PartitionState::apply`, a field to `state::Changes` and to the snapshot (a new
-//! snapshot format with its migration in `snapshot.rs`), and an input session in the
-//! pipeline; that part is not yet generated from one declaration.
-
+//! A view over base collections that already exist is those three places (e.g.
+//! `jobs/top_sellers.rs`: its module, one registry line, one `.concat`, one route). A view
+//! that folds a new kind of event also needs:
+//!
+//! 4. a state part (`state/<domain>.rs`, implementing `state::StatePart`: its maps, its fold,
+//!    its rows as insertions on restore; its snapshot section and that section's version come
+//!    with it) and one line in `state_parts!` (`state/mod.rs`);
+//! 5. the base collection it feeds, one line in `base_collections!` (`base.rs`), which
+//!    generates the `Changes` field, the input session and the `BaseCollections` field.
+//!
+//! A snapshot taken before a part existed (or with another version of its section) is not
+//! loaded: that partition is rebuilt from the log, which keeps every event.
 pub mod base;
 pub mod jobs;
 pub mod state;

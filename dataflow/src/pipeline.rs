@@ -55,6 +55,10 @@ pub struct PipelineConfig {
     pub export_changelogs: bool,
     /// Partition count of the changelog topics.
     pub changelog_partitions: u32,
+    /// Least time between two rounds of frontier markers while views change.
+    pub marker_interval_ms: u64,
+    /// Least time between two rounds of frontier markers while idle (lag headers keep moving).
+    pub heartbeat_interval_ms: u64,
     /// Write a snapshot when stopping (off only to test recovery without one).
     pub snapshot_on_stop: bool,
     /// Weights of the interaction kinds in the interaction matrix and trending.
@@ -73,6 +77,8 @@ impl Default for PipelineConfig {
             max_batch: 20_000,
             export_changelogs: false,
             changelog_partitions: 4,
+            marker_interval_ms: 100,
+            heartbeat_interval_ms: 1_000,
             snapshot_on_stop: true,
             weights: Default::default(),
         }
@@ -244,7 +250,10 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError>
         sinks.push(Box::new(LocalSink(views.clone())));
     }
     if shared.config.export_changelogs {
-        sinks.push(Box::new(ChangelogSink::new(shared.log.clone(), shared.config.changelog_partitions)));
+        let sink = ChangelogSink::new(shared.log.clone(), shared.config.changelog_partitions)
+            .with_marker_interval(Duration::from_millis(shared.config.marker_interval_ms))
+            .with_heartbeat_interval(Duration::from_millis(shared.config.heartbeat_interval_ms));
+        sinks.push(Box::new(sink));
     }
     let sink: Box<dyn ViewSink> = Box::new(Fanout(sinks));
 

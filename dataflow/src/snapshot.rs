@@ -22,33 +22,41 @@ pub enum SnapshotError {
 }
 
 const MAGIC: &[u8; 8] = b"SHOPSNAP";
-/// The format this build writes.
-pub const FORMAT: u32 = 2;
+/// The format this build writes: the core plus one section per state part. A part's section
+/// carries its own version, so changing one part does not need a new file format.
+pub const FORMAT: u32 = 3;
 
-/// Decodes a snapshot of any known format into the current one; the error says why not.
-fn decode(bytes: &[u8]) -> Result<(u32, PartitionSnapshot), String> {
+/// Decodes a snapshot of any known format into a partition's state; the error says why not.
+fn decode(bytes: &[u8], topic: &str, partition: u32) -> Result<(u32, PartitionState), String> {
     let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
-        let v1: legacy::PartitionSnapshotV1 = postcard::from_bytes(bytes).map_err(|e| format!("format 1: {e}"))?;
-        return Ok((1, v1.into()));
+        let v1: legacy::V1 = postcard::from_bytes(bytes).map_err(|e| format!("format 1: {e}"))?;
+        return Ok((1, legacy::V2::from(v1).into_state(topic, partition)));
     };
     let (format, body) = rest.split_first_chunk::<4>().ok_or("truncated header")?;
     match u32::from_le_bytes(*format) {
-        FORMAT => postcard::from_bytes(body).map(|s| (FORMAT, s)).map_err(|e| format!("format {FORMAT}: {e}")),
+        2 => {
+            let v2: legacy::V2 = postcard::from_bytes(body).map_err(|e| format!("format 2: {e}"))?;
+            Ok((2, v2.into_state(topic, partition)))
+        }
+        FORMAT => {
+            let snapshot: PartitionSnapshot = postcard::from_bytes(body).map_err(|e| format!("format {FORMAT}: {e}"))?;
+            Ok((FORMAT, PartitionState::from_snapshot(topic, partition, snapshot)?))
+        }
         other => Err(format!("format {other} is not known to this build (it reads 1 to {FORMAT})")),
     }
 }
 
-/// Formats this build no longer writes, and how each becomes the current one.
+/// Formats this build no longer writes, and how each becomes the current state.
 mod legacy {
     use serde::Deserialize;
     use shopflow_events::Id;
 
-    use crate::state::{PartitionSnapshot, ProductBase};
-    use crate::views::WarehouseRow;
+    use crate::state::{CatalogState, InteractionState, InventoryState, PartitionSnapshot, PartitionState, Parts, ProductBase};
+    use crate::views::{RequestRow, WarehouseRow};
 
     /// Format 1: plain postcard, no header, no remap position, no idempotency index.
     #[derive(Deserialize)]
-    pub struct PartitionSnapshotV1 {
+    pub struct V1 {
         pub next_offset: u64,
         pub products: Vec<(Id, ProductBase)>,
         pub categories: Vec<(Id, String)>,
@@ -63,9 +71,29 @@ mod legacy {
         pub recent: Vec<uuid::Uuid>,
     }
 
-    impl From<PartitionSnapshotV1> for PartitionSnapshot {
-        fn from(v1: PartitionSnapshotV1) -> Self {
-            PartitionSnapshot {
+    /// Format 2: one flat struct, with the remap position and the idempotency index.
+    #[derive(Deserialize)]
+    pub struct V2 {
+        pub next_offset: u64,
+        pub remap_next: u64,
+        pub latest_ts: i64,
+        pub products: Vec<(Id, ProductBase)>,
+        pub categories: Vec<(Id, String)>,
+        pub brands: Vec<(Id, String)>,
+        pub suppliers: Vec<(Id, String)>,
+        pub warehouses: Vec<(Id, WarehouseRow)>,
+        pub stock: Vec<((Id, Id), i64)>,
+        pub interactions: Vec<((Id, Id), i64)>,
+        pub purchases: Vec<((Id, Id), i64)>,
+        pub orders: Vec<(Id, Vec<(Id, Id, i64)>)>,
+        pub window: Vec<(i64, Id, i64)>,
+        pub recent: Vec<uuid::Uuid>,
+        pub requests: Vec<RequestRow>,
+    }
+
+    impl From<V1> for V2 {
+        fn from(v1: V1) -> Self {
+            V2 {
                 next_offset: v1.next_offset,
                 // Unknown: the whole remap is read once, as without a snapshot.
                 remap_next: 0,
@@ -84,6 +112,35 @@ mod legacy {
                 // Format 1 predates idempotency keys: no write carried one.
                 requests: Vec::new(),
             }
+        }
+    }
+
+    impl V2 {
+        pub fn into_state(self, topic: &str, partition: u32) -> PartitionState {
+            let parts = Parts {
+                catalog: CatalogState {
+                    products: self.products.into_iter().collect(),
+                    categories: self.categories.into_iter().collect(),
+                    brands: self.brands.into_iter().collect(),
+                    suppliers: self.suppliers.into_iter().collect(),
+                },
+                inventory: InventoryState { warehouses: self.warehouses.into_iter().collect(), stock: self.stock.into_iter().collect() },
+                interactions: InteractionState {
+                    interactions: self.interactions.into_iter().collect(),
+                    purchases: self.purchases.into_iter().collect(),
+                    orders: self.orders.into_iter().collect(),
+                    window: self.window.into_iter().collect(),
+                },
+            };
+            let core = PartitionSnapshot {
+                next_offset: self.next_offset,
+                remap_next: self.remap_next,
+                latest_ts: self.latest_ts,
+                recent: self.recent,
+                requests: self.requests,
+                sections: Vec::new(),
+            };
+            PartitionState::from_core(topic, partition, core, parts)
         }
     }
 }
@@ -111,12 +168,12 @@ impl SnapshotStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(SnapshotError::Io { path, source }),
         };
-        match decode(&bytes) {
-            Ok((format, snapshot)) => {
+        match decode(&bytes, topic, partition) {
+            Ok((format, state)) => {
                 if format != FORMAT {
                     tracing::info!(path = %path.display(), from = format, to = FORMAT, "snapshot migrated");
                 }
-                Ok(Some(PartitionState::from_snapshot(topic, partition, snapshot)))
+                Ok(Some(state))
             }
             Err(reason) => {
                 tracing::warn!(path = %path.display(), %reason, "snapshot unusable, rebuilding the partition from the log");
@@ -163,20 +220,51 @@ mod tests {
     use shopflow_events::types::StockReceived;
     use shopflow_events::{Envelope, Event};
 
-    fn fixture_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snapshot-format1")
+    fn fixture_dir(format: u32) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/snapshot-format{format}"))
     }
 
     #[test]
     fn a_format_1_snapshot_is_migrated() {
         // Written by the build before snapshot versions existed (commit 5026359).
-        let state = SnapshotStore::new(fixture_dir()).load("catalog", 0).unwrap().expect("the fixture loads");
+        let state = SnapshotStore::new(fixture_dir(1)).load("catalog", 0).unwrap().expect("the fixture loads");
         let rows = state.as_insertions();
         assert_eq!(state.next_offset, 2);
         assert_eq!(state.remap_next, 0, "unknown in format 1: the whole remap is read");
         assert_eq!(rows.products.len(), 1);
         assert_eq!(rows.products[0].0 .1.name, "Fixture Kettle");
         assert_eq!(rows.interactions.len(), 1);
+    }
+
+    #[test]
+    fn a_format_2_snapshot_is_migrated_with_its_idempotency_index() {
+        // Written by commit 8f5e3ed (one flat struct, before state parts had sections).
+        let mut state = SnapshotStore::new(fixture_dir(2)).load("catalog", 0).unwrap().expect("the fixture loads");
+        assert_eq!((state.next_offset, state.remap_next), (2, 17));
+        let rows = state.as_insertions();
+        assert_eq!(rows.products[0].0 .1.name, "Fixture Teapot");
+        assert_eq!(rows.stock, vec![((("fixture-p2".into(), "w1".into()), 4), 1)]);
+        assert_eq!(rows.requests.len(), 1);
+        // The key it remembers still drops a repeat.
+        let receipt = Event::StockReceived(StockReceived { product_id: "fixture-p2".into(), warehouse_id: "w1".into(), quantity: 4 });
+        let repeat = Envelope::idempotent(receipt, shopflow_events::idempotent_event_id("admin", "fixture-key"), "fixture-fp".into());
+        assert!(!state.apply(2, &repeat, &InteractionWeights::default(), &mut Changes::default()));
+    }
+
+    #[test]
+    fn a_part_missing_from_a_snapshot_means_rebuild() {
+        // A snapshot written before a part existed (or with another version of it) cannot say
+        // what that part holds: the partition is rebuilt from the log.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path());
+        let mut snapshot = PartitionState::new("catalog", 0).to_snapshot();
+        snapshot.sections.retain(|s| s.name != "inventory");
+        store.write("catalog", 0, &snapshot).unwrap();
+        assert!(store.load("catalog", 0).unwrap().is_none());
+        let mut snapshot = PartitionState::new("catalog", 1).to_snapshot();
+        snapshot.sections.iter_mut().for_each(|s| s.version += 1);
+        store.write("catalog", 1, &snapshot).unwrap();
+        assert!(store.load("catalog", 1).unwrap().is_none());
     }
 
     #[test]

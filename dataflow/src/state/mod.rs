@@ -1,17 +1,32 @@
 //! The per-partition state machine in front of the dataflow. Every entity lives in exactly one
 //! partition (its key's), so applying that partition's records in offset order is a
-//! deterministic upsert: it turns "product updated" into "retract old row, insert new row",
-//! refuses stock adjustments that would go negative, and drops events already applied
-//! (the same event id seen again, e.g. a producer retry).
+//! deterministic fold: it turns "product updated" into "retract old row, insert new row",
+//! refuses stock adjustments that would go negative, and drops events already applied (the
+//! same event id seen again: a producer retry, or a repeat under an idempotency key).
+//!
+//! The state is made of parts, one per domain of events (`catalog`, `inventory`,
+//! `interactions`), each a module implementing [`StatePart`]: its maps, its fold, its rows as
+//! insertions on restore, and its snapshot section. The core here owns what every partition
+//! has: its offsets, the duplicate filter and the idempotency index. A new part is its module
+//! plus one line in `state_parts!` below.
+
+mod catalog;
+mod fold;
+mod interactions;
+mod inventory;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shopflow_events::types::StockAdjustmentRejected;
-use shopflow_events::{Envelope, Event, Id, Money};
+use shopflow_events::Envelope;
 
+pub use crate::base::Changes;
 use crate::jobs::weights::InteractionWeights;
-use crate::views::{RequestRow, WarehouseRow};
+use crate::views::RequestRow;
+pub use catalog::{CatalogState, ProductBase};
+pub use interactions::{InteractionState, TRENDING_WINDOW_MS};
+pub use inventory::InventoryState;
 
 /// How many recent event ids each partition remembers for de-duplication. Duplicates come
 /// from producer retries, which land close to the original.
@@ -21,22 +36,84 @@ pub const DEDUP_WINDOW: usize = 10_000;
 /// a repeat within this time is dropped wherever it lands (clients are promised 24 h).
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 60 * 60 * 1_000;
 
-/// Length of the trending window in event time.
-pub const TRENDING_WINDOW_MS: i64 = 60 * 60 * 1_000;
-
-/// A product's own columns, before the catalog job joins in names and stock.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ProductBase {
-    pub name: String,
-    pub description: String,
-    pub price: Money,
-    pub sku: String,
-    pub category_id: Id,
-    pub brand_id: Id,
-    pub supplier_id: Id,
+/// What a fold may consult besides the event.
+pub struct Fold<'a> {
+    pub weights: &'a InteractionWeights,
 }
 
-pub use crate::base::Changes;
+/// One part of a partition's state.
+pub trait StatePart: Default + Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned {
+    /// Its section in snapshots: stable, unique.
+    const SECTION: &'static str;
+    /// Raised whenever the part's serialised shape changes. A snapshot whose section has
+    /// another version (or lacks the section: it predates the part) is not loaded; the
+    /// partition is rebuilt from the log instead.
+    const VERSION: u32;
+    /// Folds one event (already known not to be a duplicate) into the part.
+    fn apply(&mut self, fold: &Fold, envelope: &Envelope, out: &mut Changes);
+    /// Every current row as insertions: how a restored partition re-enters the dataflow.
+    fn insertions(&self, out: &mut Changes);
+}
+
+/// One serialised part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Section {
+    pub name: String,
+    pub version: u32,
+    pub bytes: Vec<u8>,
+}
+
+macro_rules! state_parts {
+    ($( $field:ident : $part:ty, )*) => {
+        /// Every part of a partition's state.
+        #[derive(Default, Debug, Clone, PartialEq)]
+        pub struct Parts {
+            $( pub $field: $part, )*
+        }
+
+        impl Parts {
+            fn apply(&mut self, fold: &Fold, envelope: &Envelope, out: &mut Changes) {
+                $( self.$field.apply(fold, envelope, out); )*
+            }
+
+            fn insertions(&self, out: &mut Changes) {
+                $( self.$field.insertions(out); )*
+            }
+
+            fn to_sections(&self) -> Vec<Section> {
+                vec![$( Section {
+                    name: <$part as StatePart>::SECTION.to_owned(),
+                    version: <$part as StatePart>::VERSION,
+                    bytes: postcard::to_allocvec(&self.$field).expect("state parts serialise"),
+                }, )*]
+            }
+
+            /// The parts from their sections; the error names the first section missing, of
+            /// another version, or unreadable.
+            pub(crate) fn from_sections(sections: &[Section]) -> Result<Self, String> {
+                Ok(Self { $( $field: from_section::<$part>(sections)?, )* })
+            }
+        }
+    };
+}
+
+fn from_section<P: StatePart>(sections: &[Section]) -> Result<P, String> {
+    let section = sections
+        .iter()
+        .find(|s| s.name == P::SECTION)
+        .ok_or_else(|| format!("no section {:?} (the snapshot predates it)", P::SECTION))?;
+    if section.version != P::VERSION {
+        return Err(format!("section {:?} is version {}, this build reads {}", P::SECTION, section.version, P::VERSION));
+    }
+    postcard::from_bytes(&section.bytes).map_err(|e| format!("section {:?}: {e}", P::SECTION))
+}
+
+// The registry of state parts: one line each.
+state_parts! {
+    catalog: CatalogState,
+    inventory: InventoryState,
+    interactions: InteractionState,
+}
 
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct PartitionState {
@@ -51,62 +128,9 @@ pub struct PartitionState {
     requests: HashMap<uuid::Uuid, RequestRow>,
     /// The same, in arrival order, for expiry.
     request_order: VecDeque<(i64, uuid::Uuid)>,
-    products: HashMap<Id, ProductBase>,
-    categories: HashMap<Id, String>,
-    brands: HashMap<Id, String>,
-    suppliers: HashMap<Id, String>,
-    warehouses: HashMap<Id, WarehouseRow>,
-    stock: HashMap<(Id, Id), i64>,
-    /// This partition's share of the interaction matrix and of the purchases.
-    interactions: HashMap<(Id, Id), i64>,
-    purchases: HashMap<(Id, Id), i64>,
-    /// Open orders' lines, so a cancellation can take its purchases back.
-    orders: HashMap<Id, Vec<(Id, Id, i64)>>,
-    /// Interactions still inside the trending window: (event time, product, weight).
-    window: VecDeque<(i64, Id, i64)>,
     recent: VecDeque<uuid::Uuid>,
     recent_set: HashSet<uuid::Uuid>,
-}
-
-fn upsert<K: Clone + Eq + std::hash::Hash, V: Clone + PartialEq>(
-    map: &mut HashMap<K, V>,
-    key: K,
-    value: Option<V>,
-    out: &mut Vec<((K, V), isize)>,
-) {
-    let old = match &value {
-        Some(v) => map.insert(key.clone(), v.clone()),
-        None => map.remove(&key),
-    };
-    if old == value {
-        return;
-    }
-    if let Some(old) = old {
-        out.push(((key.clone(), old), -1));
-    }
-    if let Some(new) = value {
-        out.push(((key, new), 1));
-    }
-}
-
-/// Adds `delta` to a summed quantity, emitting the change as a difference.
-fn add(map: &mut HashMap<(Id, Id), i64>, key: (Id, Id), delta: i64, out: &mut Vec<((Id, Id), isize)>) {
-    if delta == 0 {
-        return;
-    }
-    let total = map.entry(key.clone()).or_insert(0);
-    *total += delta;
-    if *total == 0 {
-        map.remove(&key);
-    }
-    out.push((key, delta as isize));
-}
-
-/// A decision about `cause`. Its id and time derive from the cause, so replaying the log
-/// publishes the same decision again (which consumers drop by id), never a second one.
-fn decision(cause: &Envelope, event: Event) -> Envelope {
-    let name = [cause.id.as_bytes().as_slice(), event.type_name().as_bytes()].concat();
-    Envelope { v: shopflow_events::ENVELOPE_VERSION, id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &name), ts: cause.ts, request: None, event }
+    pub parts: Parts,
 }
 
 impl PartitionState {
@@ -124,101 +148,10 @@ impl PartitionState {
             Some(fingerprint) => self.remember_request(offset, envelope, fingerprint, out),
             None => self.remember(envelope.id),
         };
-        if !fresh {
-            return false;
+        if fresh {
+            self.parts.apply(&Fold { weights }, envelope, out);
         }
-        match &envelope.event {
-            Event::ProductCreated(e) => {
-                let base = ProductBase {
-                    name: e.name.clone(),
-                    description: e.description.clone(),
-                    price: e.price.clone(),
-                    sku: e.sku.clone(),
-                    category_id: e.category_id.clone(),
-                    brand_id: e.brand_id.clone(),
-                    supplier_id: e.supplier_id.clone(),
-                };
-                upsert(&mut self.products, e.product_id.clone(), Some(base), &mut out.products);
-            }
-            Event::ProductUpdated(e) => {
-                // An update of a product that does not exist (deleted, or never created) has
-                // nothing to update; creating it from a partial record would invent columns.
-                if let Some(current) = self.products.get(&e.product_id) {
-                    let mut next = current.clone();
-                    if let Some(v) = &e.name { next.name = v.clone(); }
-                    if let Some(v) = &e.description { next.description = v.clone(); }
-                    if let Some(v) = &e.price { next.price = v.clone(); }
-                    if let Some(v) = &e.sku { next.sku = v.clone(); }
-                    if let Some(v) = &e.category_id { next.category_id = v.clone(); }
-                    if let Some(v) = &e.brand_id { next.brand_id = v.clone(); }
-                    if let Some(v) = &e.supplier_id { next.supplier_id = v.clone(); }
-                    upsert(&mut self.products, e.product_id.clone(), Some(next), &mut out.products);
-                }
-            }
-            Event::ProductDeleted(e) => upsert(&mut self.products, e.product_id.clone(), None, &mut out.products),
-            Event::CategoryUpserted(e) => upsert(&mut self.categories, e.id.clone(), Some(e.name.clone()), &mut out.categories),
-            Event::BrandUpserted(e) => upsert(&mut self.brands, e.id.clone(), Some(e.name.clone()), &mut out.brands),
-            Event::SupplierUpserted(e) => upsert(&mut self.suppliers, e.id.clone(), Some(e.name.clone()), &mut out.suppliers),
-            Event::WarehouseCreated(e) => {
-                let row = WarehouseRow { warehouse_id: e.warehouse_id.clone(), name: e.name.clone(), location: e.location.clone() };
-                upsert(&mut self.warehouses, e.warehouse_id.clone(), Some(row), &mut out.warehouses);
-            }
-            Event::StockReceived(e) => {
-                let key = (e.product_id.clone(), e.warehouse_id.clone());
-                let level = self.stock.get(&key).copied().unwrap_or(0) + i64::from(e.quantity);
-                upsert(&mut self.stock, key, Some(level), &mut out.stock);
-            }
-            Event::StockAdjusted(e) => {
-                let key = (e.product_id.clone(), e.warehouse_id.clone());
-                let available = self.stock.get(&key).copied().unwrap_or(0);
-                let level = available + e.delta;
-                if level < 0 {
-                    out.decisions.push(decision(envelope, Event::StockAdjustmentRejected(StockAdjustmentRejected {
-                        event_id: envelope.id,
-                        product_id: e.product_id.clone(),
-                        warehouse_id: e.warehouse_id.clone(),
-                        delta: e.delta,
-                        available,
-                    })));
-                } else {
-                    let value = if level == 0 { None } else { Some(level) };
-                    upsert(&mut self.stock, key, value, &mut out.stock);
-                }
-            }
-            Event::ProductViewed(_) | Event::RecommendationClicked(_) | Event::CartItemAdded(_) => {
-                for (user, product, weight) in weights.interactions(&envelope.event) {
-                    self.interact(envelope.ts, user, product, weight, out);
-                }
-            }
-            Event::OrderPlaced(e) => {
-                if !self.orders.contains_key(&e.order_id) {
-                    for (user, product, weight) in weights.interactions(&envelope.event) {
-                        self.interact(envelope.ts, user, product, weight, out);
-                    }
-                    let mut lines = Vec::new();
-                    for line in &e.lines {
-                        let quantity = i64::from(line.quantity);
-                        add(&mut self.purchases, (e.user_id.clone(), line.product_id.clone()), quantity, &mut out.purchases);
-                        lines.push((e.user_id.clone(), line.product_id.clone(), quantity));
-                    }
-                    self.orders.insert(e.order_id.clone(), lines);
-                }
-            }
-            Event::OrderCancelled(e) => {
-                for (user, product, quantity) in self.orders.remove(&e.order_id).unwrap_or_default() {
-                    add(&mut self.purchases, (user, product), -quantity, &mut out.purchases);
-                }
-            }
-            // Other events feed jobs that later issues add; they are consumed and skipped.
-            _ => {}
-        }
-        true
-    }
-
-    fn interact(&mut self, ts: i64, user: &Id, product: &Id, weight: i64, out: &mut Changes) {
-        add(&mut self.interactions, (user.clone(), product.clone()), weight, &mut out.interactions);
-        self.window.push_back((ts, product.clone(), weight));
-        out.trending.push((product.clone(), weight as isize, ts + TRENDING_WINDOW_MS));
+        fresh
     }
 
     /// Records the first write under an idempotency key; false for a repeat, whatever its body
@@ -254,7 +187,7 @@ impl PartitionState {
 
     /// Forgets interactions that left the trending window before `now` (event time).
     pub fn prune_window(&mut self, now: i64) {
-        self.window.retain(|(ts, _, _)| ts + TRENDING_WINDOW_MS > now);
+        self.parts.interactions.prune_window(now);
     }
 
     fn remember(&mut self, id: uuid::Uuid) -> bool {
@@ -272,50 +205,31 @@ impl PartitionState {
 
     /// Every current row as insertions: how a restored partition re-enters the dataflow.
     pub fn as_insertions(&self) -> Changes {
-        fn rows<K: Clone, V: Clone>(map: &HashMap<K, V>) -> Vec<((K, V), isize)> {
-            map.iter().map(|(k, v)| ((k.clone(), v.clone()), 1)).collect()
-        }
-        Changes {
-            products: rows(&self.products),
-            categories: rows(&self.categories),
-            brands: rows(&self.brands),
-            suppliers: rows(&self.suppliers),
-            warehouses: rows(&self.warehouses),
-            stock: rows(&self.stock),
-            interactions: self.interactions.iter().map(|(k, w)| (k.clone(), *w as isize)).collect(),
-            purchases: self.purchases.iter().map(|(k, q)| (k.clone(), *q as isize)).collect(),
-            trending: self.window.iter().map(|(ts, p, w)| (p.clone(), *w as isize, ts + TRENDING_WINDOW_MS)).collect(),
-            requests: self.requests.iter().map(|(id, row)| ((*id, row.clone()), 1)).collect(),
-            decisions: Vec::new(),
-        }
+        let mut out = Changes::default();
+        self.parts.insertions(&mut out);
+        out.requests.extend(self.requests.iter().map(|(id, row)| ((*id, row.clone()), 1)));
+        out
     }
 
     pub fn to_snapshot(&self) -> PartitionSnapshot {
-        // Unsorted: taking a snapshot stalls the worker, and nothing needs equal bytes.
-        fn sorted<K: Clone, V: Clone>(map: &HashMap<K, V>) -> Vec<(K, V)> {
-            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-        }
         PartitionSnapshot {
             next_offset: self.next_offset,
             remap_next: self.remap_next,
             latest_ts: self.latest_ts,
-            products: sorted(&self.products),
-            categories: sorted(&self.categories),
-            brands: sorted(&self.brands),
-            suppliers: sorted(&self.suppliers),
-            warehouses: sorted(&self.warehouses),
-            stock: sorted(&self.stock),
-            interactions: sorted(&self.interactions),
-            purchases: sorted(&self.purchases),
-            orders: sorted(&self.orders),
-            window: self.window.iter().cloned().collect(),
             recent: self.recent.iter().copied().collect(),
             // In arrival order, so expiry continues where it stopped.
             requests: self.request_order.iter().filter_map(|(_, id)| self.requests.get(id).cloned()).collect(),
+            sections: self.parts.to_sections(),
         }
     }
 
-    pub fn from_snapshot(topic: &str, partition: u32, s: PartitionSnapshot) -> Self {
+    /// The state of a snapshot; the error says which part could not be restored.
+    pub fn from_snapshot(topic: &str, partition: u32, s: PartitionSnapshot) -> Result<Self, String> {
+        let parts = Parts::from_sections(&s.sections)?;
+        Ok(Self::from_core(topic, partition, s, parts))
+    }
+
+    pub(crate) fn from_core(topic: &str, partition: u32, s: PartitionSnapshot, parts: Parts) -> Self {
         Self {
             origin: (topic.to_owned(), partition),
             next_offset: s.next_offset,
@@ -323,47 +237,30 @@ impl PartitionState {
             latest_ts: s.latest_ts,
             request_order: s.requests.iter().map(|r| (r.ts, r.event_id)).collect(),
             requests: s.requests.into_iter().map(|r| (r.event_id, r)).collect(),
-            products: s.products.into_iter().collect(),
-            categories: s.categories.into_iter().collect(),
-            brands: s.brands.into_iter().collect(),
-            suppliers: s.suppliers.into_iter().collect(),
-            warehouses: s.warehouses.into_iter().collect(),
-            stock: s.stock.into_iter().collect(),
-            interactions: s.interactions.into_iter().collect(),
-            purchases: s.purchases.into_iter().collect(),
-            orders: s.orders.into_iter().collect(),
-            window: s.window.into_iter().collect(),
             recent_set: s.recent.iter().copied().collect(),
             recent: s.recent.into_iter().collect(),
+            parts,
         }
     }
 }
 
-/// The serialised state of one partition (snapshot format 2; `crate::snapshot` reads older
-/// formats and migrates them). postcard is not self-describing: a new field is a new format.
+/// The serialised state of one partition (snapshot format 3): the core, and one section per
+/// part. `crate::snapshot` reads older formats and migrates them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionSnapshot {
     pub next_offset: u64,
     pub remap_next: u64,
     pub latest_ts: i64,
-    pub products: Vec<(Id, ProductBase)>,
-    pub categories: Vec<(Id, String)>,
-    pub brands: Vec<(Id, String)>,
-    pub suppliers: Vec<(Id, String)>,
-    pub warehouses: Vec<(Id, WarehouseRow)>,
-    pub stock: Vec<((Id, Id), i64)>,
-    pub interactions: Vec<((Id, Id), i64)>,
-    pub purchases: Vec<((Id, Id), i64)>,
-    pub orders: Vec<(Id, Vec<(Id, Id, i64)>)>,
-    pub window: Vec<(i64, Id, i64)>,
     pub recent: Vec<uuid::Uuid>,
     pub requests: Vec<RequestRow>,
+    pub sections: Vec<Section>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use shopflow_events::types::*;
+    use shopflow_events::{Event, Id, Money};
 
     const W: InteractionWeights = InteractionWeights { view: 1, recommendation_click: 2, cart_add: 3, purchase: 5 };
 
@@ -483,7 +380,7 @@ mod tests {
         state.apply(2, &env(Event::ProductDeleted(ProductDeleted { product_id: "p1".into() })), &W, &mut out);
         let snapshot = state.to_snapshot();
         let bytes = postcard::to_allocvec(&snapshot).unwrap();
-        let restored = PartitionState::from_snapshot("", 0, postcard::from_bytes(&bytes).unwrap());
+        let restored = PartitionState::from_snapshot("", 0, postcard::from_bytes(&bytes).unwrap()).unwrap();
         assert_eq!(restored, state);
         let rows = restored.as_insertions().products;
         assert_eq!(rows.len(), 1);
