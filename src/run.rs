@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use shopflow_dataflow::pipeline::{self, PipelineConfig};
 use shopflow_dataflow::views::Views;
 use shopflow_events::Topic;
-use shopflow_ingest::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, TopicSpec};
+use shopflow_ingest::EventLog;
 use shopflow_serving::{Application, ModelSlot};
 
 use crate::settings::{LogSettings, Settings};
@@ -28,29 +27,9 @@ pub fn apply_log_args(settings: &mut LogSettings, args: &LogArgs) {
     }
 }
 
+/// The configured log, with every event topic ensured (see `shopflow_ingest::open`).
 pub async fn open_log(settings: &LogSettings) -> anyhow::Result<Arc<dyn EventLog>> {
-    let log: Arc<dyn EventLog> = match &settings.kafka {
-        Some(brokers) => {
-            let config = KafkaConfig::new(brokers.clone()).with_namespace(settings.namespace.clone());
-            let log = KafkaLog::connect(config).context("connecting to kafka")?;
-            log.check().await.with_context(|| format!("kafka at {brokers} is not reachable"))?;
-            Arc::new(log)
-        }
-        None => {
-            let dir = settings.data_dir.join("log");
-            Arc::new(EmbeddedLog::open(&dir).with_context(|| format!("opening the embedded log in {}", dir.display()))?)
-        }
-    };
-    for topic in Topic::ALL {
-        let spec = match topic {
-            // Dead letters are for an operator to look at, not state anyone rebuilds from.
-            Topic::Dlq => TopicSpec::new(topic.name(), 1),
-            // Every event topic is the system of record for its entities: kept forever.
-            _ => TopicSpec::new(topic.name(), settings.partitions).retained_forever(),
-        };
-        log.ensure_topic(&spec).await?;
-    }
-    Ok(log)
+    Ok(shopflow_ingest::open(settings).await?)
 }
 
 async fn start_pipeline(

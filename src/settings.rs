@@ -1,7 +1,7 @@
 //! Typed configuration in layers: built-in defaults, then an optional TOML file, then
 //! `SHOPFLOW_SECTION__KEY` environment variables, then command-line flags.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use figment::providers::{Env, Format, Toml};
@@ -18,24 +18,7 @@ pub struct Settings {
     pub serving: ServingConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct LogSettings {
-    /// Kafka bootstrap servers; without them the embedded log under `data_dir/log` is used.
-    pub kafka: Option<String>,
-    /// Prefix of every topic name on Kafka, so deployments can share a cluster.
-    pub namespace: String,
-    /// Partitions of each event topic when shopflow creates it.
-    pub partitions: u32,
-    /// Root of local state: the embedded log and the pipeline's snapshots.
-    pub data_dir: PathBuf,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self { kafka: None, namespace: String::new(), partitions: 4, data_dir: PathBuf::from("data") }
-    }
-}
+pub use shopflow_ingest::LogSettings;
 
 impl Settings {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {

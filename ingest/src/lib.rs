@@ -22,6 +22,7 @@ pub mod embedded;
 mod error;
 pub mod kafka;
 mod log;
+mod open;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod validate;
@@ -30,3 +31,4 @@ pub use embedded::EmbeddedLog;
 pub use error::LogError;
 pub use kafka::{GroupConsumer, KafkaConfig, KafkaLog};
 pub use log::{EventLog, LogReader, OutRecord, Position, Record, TopicSpec};
+pub use open::{event_topic_spec, open, LogSettings};
