@@ -11,8 +11,8 @@
 //!    share of publication (exchange by key, consolidation into upserts, tombstones), its
 //!    changelog topic `changelog.<name>` with key encoding and tombstone decoding, and its
 //!    place in `VIEW_NAMES` (topics created, replicas tail it).
-//! 3. Its output joins the published stream in the pipeline's dataflow (`pipeline.rs`, one
-//!    `.concat(...)`), and its route in `serving/src/routes`.
+//! 3. Its output joins the published stream: one `.concat(...)` in `jobs::views`; and its
+//!    route in `serving/src/routes`.
 //!
 //! A view over base collections that already exist is those three places (e.g.
 //! `jobs/top_sellers.rs`: its module, one registry line, one `.concat`, one route). A view
@@ -36,3 +36,4 @@ pub mod changelog;
 pub mod snapshot;
 pub mod replica;
 pub mod reclock;
+pub mod remap;

@@ -37,26 +37,7 @@ pub use crate::views::{ViewRow, VIEW_NAMES};
 // `crate::changelog`.
 pub use crate::changelog::{changelog_topic, marker_key, ChangelogSink};
 
-/// Source offsets per sealed epoch on this worker: "records up to these offsets are in epochs
-/// at or below this one". Written by the source, read by publication.
-#[derive(Default)]
-pub struct RemapHistory {
-    entries: std::collections::VecDeque<(Epoch, Vec<Position>)>,
-}
-
-impl RemapHistory {
-    pub fn push(&mut self, epoch: Epoch, offsets: Vec<Position>) {
-        self.entries.push_back((epoch, offsets));
-    }
-
-    /// The offsets read by every epoch below `frontier`, forgetting entries no longer needed.
-    fn offsets_before(&mut self, frontier: Epoch) -> Option<Vec<Position>> {
-        while self.entries.len() > 1 && self.entries[1].0 < frontier {
-            self.entries.pop_front();
-        }
-        self.entries.front().filter(|(e, _)| *e < frontier).map(|(_, o)| o.clone())
-    }
-}
+pub use crate::remap::RemapHistory;
 
 /// The upsert for one key's consolidated changes: its inserted row, or a tombstone when the
 /// key only lost rows. Rows are moved, not copied.

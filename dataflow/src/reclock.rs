@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use shopflow_ingest::{EventLog, LogError, LogReader, Position, Record};
 
 use crate::jobs::Epoch;
-use crate::pipeline::{RemapEntry, REMAP_TOPIC};
+use crate::remap;
 
 type Partition = (String, u32);
 
@@ -37,31 +37,15 @@ impl Replay {
     /// need; 0 without snapshots) and keeps the boundaries of the partitions in `restored`
     /// beyond their restored next offset.
     pub fn load(log: &dyn EventLog, restored: &BTreeMap<Partition, u64>, from: u64) -> Result<Replay, LogError> {
-        let end = futures::executor::block_on(log.end_offsets(REMAP_TOPIC))?.first().copied().unwrap_or(0);
         let mut seen: BTreeMap<Partition, BTreeMap<Epoch, u64>> = BTreeMap::new();
-        let mut next = from.min(end);
-        if next < end {
-            let mut reader = log.reader(&[Position::new(REMAP_TOPIC, 0, next)])?;
-            while next < end {
-                let records = reader.poll(10_000, Duration::from_millis(500))?;
-                if records.is_empty() {
-                    return Err(LogError::Unavailable(format!("remap ends at {end} but reading stalled at {next}")));
-                }
-                for record in records {
-                    next = record.offset + 1;
-                    let Some(entry) = record.value.as_deref().and_then(|v| serde_json::from_slice::<RemapEntry>(v).ok()) else {
-                        tracing::warn!(offset = record.offset, "unreadable remap entry skipped");
-                        continue;
-                    };
-                    for position in entry.offsets {
-                        let partition = (position.topic, position.partition);
-                        let Some(&from) = restored.get(&partition) else { continue };
-                        if position.offset > from {
-                            let ends = seen.entry(partition).or_default();
-                            let end = ends.entry(entry.epoch).or_insert(0);
-                            *end = (*end).max(position.offset);
-                        }
-                    }
+        for entry in remap::read(log, from)? {
+            for position in entry.offsets {
+                let partition = (position.topic, position.partition);
+                let Some(&from) = restored.get(&partition) else { continue };
+                if position.offset > from {
+                    let ends = seen.entry(partition).or_default();
+                    let end = ends.entry(entry.epoch).or_insert(0);
+                    *end = (*end).max(position.offset);
                 }
             }
         }

@@ -121,22 +121,9 @@ pub fn client() -> reqwest::Client {
 /// GET with a consistency token, retrying while the views have not caught up (each try
 /// already waits server-side up to the configured bound).
 pub async fn get_consistent(base: &str, path: &str, token: &str) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let response = client()
-            .get(format!("{base}{path}"))
-            .header("x-consistency-token", token)
-            .send()
-            .await
-            .expect("the server answers");
-        let status = response.status();
-        let body: Value = response.json().await.expect("a JSON body");
-        if status.is_success() {
-            return body;
-        }
-        assert_eq!(body["error"]["code"], "consistency_timeout", "unexpected answer {status}: {body}");
-        assert!(Instant::now() < deadline, "views never reached token {token}");
-    }
+    let (status, body) = get_consistent_status(base, path, token).await;
+    assert!((200..300).contains(&status), "unexpected answer {status}: {body}");
+    body
 }
 
 /// Posts JSON; `None` when no answer came (the server is down or died mid-request).

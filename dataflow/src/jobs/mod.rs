@@ -18,6 +18,23 @@ pub type Epoch = u64;
 
 pub use crate::base::BaseCollections;
 
+use crate::views::ViewRow;
+
+/// Every view's output as one stream of rows for publication: the list of jobs, one
+/// `.concat` per view.
+pub fn views<'scope, T: Timestamp + Lattice>(base: &BaseCollections<'scope, T>) -> VecCollection<'scope, T, ViewRow> {
+    let matrix = interactions::build(base);
+    catalog::build(base)
+        .map(|row| ViewRow::Product(Box::new(row)))
+        .concat(stock::build(base).map(ViewRow::Stock))
+        .concat(base.warehouses.clone().map(|(_, w)| ViewRow::Warehouse(w)))
+        .concat(matrix.interactions.map(ViewRow::Interaction))
+        .concat(matrix.purchases.map(ViewRow::Purchase))
+        .concat(matrix.trending.map(ViewRow::Trending))
+        .concat(top_sellers::build(base).map(ViewRow::TopSeller))
+        .concat(base.requests.clone().map(|(_, row)| ViewRow::Request(row)))
+}
+
 /// Left outer join with a right side that has at most one value per key (an upserted
 /// entity): every left record appears once, with `None` where the key has no match.
 pub fn left_join<'scope, T, K, V, W>(

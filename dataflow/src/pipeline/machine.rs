@@ -1,0 +1,177 @@
+//! Stage 2, the state machine: this worker's partitions' states, restored from their
+//! snapshots, folding records in offset order into changes of the base collections, dead
+//! letters and decisions; snapshotted periodically off the worker thread.
+
+use std::collections::BTreeMap;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shopflow_events::{DeadLetter, Envelope, Topic};
+use shopflow_ingest::{OutRecord, Position, Record};
+
+use super::{PipelineConfig, PipelineError};
+use crate::base::Changes;
+use crate::jobs::weights::InteractionWeights;
+use crate::snapshot::SnapshotStore;
+use crate::state::{PartitionSnapshot, PartitionState};
+
+pub(super) type Partition = (String, u32);
+
+pub(super) struct StateMachine {
+    states: BTreeMap<Partition, PartitionState>,
+    weights: InteractionWeights,
+    snapshots: SnapshotStore,
+    interval: Duration,
+    last_snapshot: Instant,
+    writer: Option<JoinHandle<Result<(), PipelineError>>>,
+}
+
+impl StateMachine {
+    /// The states of `owned`, each from its snapshot or empty (then rebuilt from the log).
+    pub(super) fn restore(owned: &[Partition], config: &PipelineConfig) -> Result<Self, PipelineError> {
+        let snapshots = SnapshotStore::new(config.data_dir.join("snapshots"));
+        let mut states = BTreeMap::new();
+        for (topic, partition) in owned {
+            let state = snapshots.load(topic, *partition)?.unwrap_or_else(|| PartitionState::new(topic, *partition));
+            states.insert((topic.clone(), *partition), state);
+        }
+        Ok(Self {
+            states,
+            weights: config.weights,
+            snapshots,
+            interval: Duration::from_millis(config.snapshot_interval_ms),
+            last_snapshot: Instant::now(),
+            writer: None,
+        })
+    }
+
+    pub(super) fn next_offsets(&self) -> BTreeMap<Partition, u64> {
+        self.states.iter().map(|(k, s)| (k.clone(), s.next_offset)).collect()
+    }
+
+    pub(super) fn positions(&self) -> Vec<Position> {
+        self.states.iter().map(|((t, p), s)| Position::new(t.clone(), *p, s.next_offset)).collect()
+    }
+
+    /// The remap offset from which entries may describe records beyond the restored states.
+    pub(super) fn remap_from(&self) -> u64 {
+        self.states.values().map(|s| s.remap_next).min().unwrap_or(0)
+    }
+
+    /// Every restored row, to enter the dataflow before anything is read.
+    pub(super) fn insertions(&self) -> impl Iterator<Item = Changes> + '_ {
+        self.states.values().map(PartitionState::as_insertions)
+    }
+
+    /// Folds `records` into `changes`; dead letters and decisions go to `side`.
+    pub(super) fn apply(&mut self, records: &[Record], changes: &mut Changes, side: &mut Vec<OutRecord>) {
+        for record in records {
+            apply_record(record, &mut self.states, &self.weights, changes, side);
+        }
+        for decision in changes.decisions.drain(..) {
+            side.push(OutRecord::keyed(decision.topic().name(), decision.key().as_str(), decision.to_json()));
+        }
+    }
+
+    /// Notes that every entry up to remap offset `offset` covers only records in the states.
+    pub(super) fn remap_written(&mut self, offset: u64) {
+        for state in self.states.values_mut() {
+            state.remap_next = offset + 1;
+        }
+    }
+
+    /// Takes a snapshot when one is due and the previous one is written. Taking it is a copy;
+    /// encoding and fsync happen off the worker so the dataflow keeps moving.
+    pub(super) fn snapshot_if_due(&mut self) -> Result<(), PipelineError> {
+        let writer_idle = self.writer.as_ref().is_none_or(|w| w.is_finished());
+        if !writer_idle || self.last_snapshot.elapsed() < self.interval {
+            return Ok(());
+        }
+        self.join_writer()?;
+        let taken = self.take();
+        let store = self.snapshots.clone();
+        self.writer = Some(std::thread::spawn(move || write(&store, &taken)));
+        self.last_snapshot = Instant::now();
+        Ok(())
+    }
+
+    /// Waits for the snapshot being written; with `final_snapshot`, writes one more.
+    pub(super) fn finish(&mut self, final_snapshot: bool) -> Result<(), PipelineError> {
+        self.join_writer()?;
+        if final_snapshot {
+            let taken = self.take();
+            write(&self.snapshots, &taken)?;
+        }
+        Ok(())
+    }
+
+    fn join_writer(&mut self) -> Result<(), PipelineError> {
+        match self.writer.take() {
+            Some(writer) => writer.join().map_err(|_| PipelineError::Worker("snapshot writer panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+
+    fn take(&mut self) -> Vec<(String, u32, PartitionSnapshot)> {
+        let now = super::now_ms() as i64;
+        self.states
+            .iter_mut()
+            .map(|((topic, partition), state)| {
+                state.prune_window(now);
+                (topic.clone(), *partition, state.to_snapshot())
+            })
+            .collect()
+    }
+}
+
+fn write(store: &SnapshotStore, taken: &[(String, u32, PartitionSnapshot)]) -> Result<(), PipelineError> {
+    for (topic, partition, snapshot) in taken {
+        store.write(topic, *partition, snapshot)?;
+    }
+    Ok(())
+}
+
+fn apply_record(
+    record: &Record,
+    states: &mut BTreeMap<Partition, PartitionState>,
+    weights: &InteractionWeights,
+    changes: &mut Changes,
+    side: &mut Vec<OutRecord>,
+) {
+    let Some(state) = states.get_mut(&(record.topic.to_string(), record.partition)) else {
+        debug_assert!(false, "read a partition this worker does not own");
+        return;
+    };
+    if record.offset < state.next_offset {
+        return;
+    }
+    let decoded = match &record.value {
+        Some(bytes) => Envelope::decode(bytes).map_err(|e| e.to_string()),
+        None => Err("empty record (tombstone) on an event topic".to_owned()),
+    };
+    match decoded {
+        Ok(envelope) if envelope.topic().name() == &*record.topic => {
+            state.apply(record.offset, &envelope, weights, changes);
+        }
+        outcome => {
+            state.next_offset = record.offset + 1;
+            let reason = match outcome {
+                Ok(envelope) => format!("{} belongs on topic {}", envelope.event.type_name(), envelope.topic()),
+                Err(reason) => reason,
+            };
+            tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %reason, "event dead-lettered");
+            let letter = DeadLetter {
+                topic: record.topic.to_string(),
+                partition: record.partition,
+                offset: record.offset,
+                reason,
+                payload: String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned(),
+            };
+            side.push(OutRecord::keyed(
+                Topic::Dlq.name(),
+                format!("{}/{}/{}", record.topic, record.partition, record.offset),
+                serde_json::to_vec(&letter).expect("dead letters serialise"),
+            ));
+        }
+    }
+}
