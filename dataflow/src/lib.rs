@@ -3,19 +3,20 @@
 //!
 //! # Adding a view
 //!
-//! 1. In its module (`jobs/<view>.rs`, plus its row type): the row type (`Clone + Ord + Hash +
-//!    Serialize`), `impl ViewRowType` naming its key (any [`views::ViewKey`]: an `Id`, an
-//!    `(Id, Id)` pair or a `Uuid`), and `build(&BaseCollections) -> VecCollection<Row>`.
-//! 2. One line in the registry (`views/mod.rs`, `registry::views!`): variant, payload, row,
-//!    table field, name. That line gives the view its table in `Views` (`views.<field>`), its
-//!    share of publication (exchange by key, consolidation into upserts, tombstones), its
+//! 1. Its row in `shopflow-views` (`views/src/rows.rs`): the type (`Clone + Ord + Hash +
+//!    Serialize`) and `impl ViewRowType` naming its key (any [`views::ViewKey`]: an `Id`, an
+//!    `(Id, Id)` pair or a `Uuid`). The row lives there, not beside its job, so that serving
+//!    reads views without compiling timely and differential.
+//! 2. One line in the registry (`views/src/lib.rs`, `registry::views!`): variant, payload,
+//!    row, table field, name. That line gives the view its table in `Views` (`views.<field>`),
+//!    its share of publication (exchange by key, consolidation into upserts, tombstones), its
 //!    changelog topic `changelog.<name>` with key encoding and tombstone decoding, and its
 //!    place in `VIEW_NAMES` (topics created, replicas tail it).
-//! 3. Its output joins the published stream: one `.concat(...)` in `jobs::views`; and its
-//!    route in `serving/src/routes`.
+//! 3. Its job, `jobs/<view>.rs`: `build(&BaseCollections) -> VecCollection<Row>`, and one
+//!    `.concat(...)` in `jobs::views`; its route in `serving/src/routes`.
 //!
-//! A view over base collections that already exist is those three places (e.g.
-//! `jobs/top_sellers.rs`: its module, one registry line, one `.concat`, one route). A view
+//! A view over base collections that already exist is those three steps (top sellers: its row,
+//! one registry line, `jobs/top_sellers.rs` with one `.concat`, one route). A view
 //! that folds a new kind of event also needs:
 //!
 //! 4. a state part (`state/<domain>.rs`, implementing `state::StatePart`: its maps, its fold,
@@ -29,11 +30,10 @@
 pub mod base;
 pub mod jobs;
 pub mod state;
-pub mod views;
+pub use shopflow_views as views;
+pub use shopflow_views::{changelog, replica};
 pub mod pipeline;
 pub mod publish;
-pub mod changelog;
 pub mod snapshot;
-pub mod replica;
 pub mod reclock;
 pub mod remap;

@@ -6,7 +6,6 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use shopflow_ingest::Position;
 use timely::dataflow::channels::pact::Exchange;
@@ -14,23 +13,9 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
 use crate::jobs::Epoch;
-use crate::views::{ProgressReport, ViewUpdate, Views};
+use crate::views::{ProgressReport, ViewUpdate};
 
-/// Where completed epochs go. Called on the worker thread, in frontier order.
-pub trait ViewSink {
-    fn publish(&mut self, updates: Vec<ViewUpdate>, report: ProgressReport);
-}
-
-/// One-process mode: the serving layer reads these views directly.
-pub struct LocalSink(pub Arc<Views>);
-
-impl ViewSink for LocalSink {
-    fn publish(&mut self, updates: Vec<ViewUpdate>, report: ProgressReport) {
-        self.0.apply(updates);
-        self.0.progress.report(report);
-    }
-}
-
+pub use crate::views::sink::{LocalSink, ViewSink};
 pub use crate::views::{ViewRow, VIEW_NAMES};
 
 // Scale-out export: the changelog sink, its topic layout and frontier markers live in

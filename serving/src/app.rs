@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shopflow_dataflow::views::Views;
+use shopflow_views::Views;
 use shopflow_ingest::EventLog;
 use tokio::net::TcpListener;
 

@@ -48,7 +48,7 @@ impl Default for ServingConfig {
             end_offset_poll: Duration::from_millis(500),
             // What the pipeline's jobs read, so a token from any write a view reflects is
             // accepted (the binary sets the same list explicitly).
-            source_topics: shopflow_dataflow::pipeline::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
+            source_topics: shopflow_views::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
             max_body_bytes: 64 * 1024,
             max_consistency_waiters: 1024,
         }
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn by_default_every_topic_the_pipeline_reads_is_a_source_topic() {
         let topics = ServingConfig::default().source_topics;
-        for topic in shopflow_dataflow::pipeline::SOURCE_TOPICS {
+        for topic in shopflow_views::SOURCE_TOPICS {
             assert!(topics.iter().any(|t| t == topic.name()), "{topics:?} lacks {}", topic.name());
         }
     }

@@ -42,7 +42,7 @@ use axum::http::{HeaderMap, Method};
 use parking_lot::Mutex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use shopflow_dataflow::views::RequestRow;
+use shopflow_views::RequestRow;
 use shopflow_events::Id;
 use shopflow_ingest::Position;
 use uuid::Uuid;

@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use shopflow_dataflow::views::Progress;
+use shopflow_views::Progress;
 use shopflow_ingest::{EventLog, Position};
 use tokio::sync::watch;
 
@@ -308,7 +308,7 @@ pub async fn view_headers(State(state): State<AppState>, request: Request, next:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shopflow_dataflow::views::ProgressReport;
+    use shopflow_views::ProgressReport;
 
     #[test]
     fn lag_is_end_minus_covered_over_every_source_partition() {

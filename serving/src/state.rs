@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use shopflow_dataflow::views::Views;
+use shopflow_views::Views;
 use shopflow_ingest::EventLog;
 use tokio::sync::watch;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use shopflow_dataflow::views::ViewUpdate;
+use shopflow_views::ViewUpdate;
 use shopflow_serving::ConsistencyToken;
 use support::*;
 
@@ -31,7 +31,7 @@ async fn expect_error(response: reqwest::Response, status: StatusCode, code: &st
     Ok(body["error"].clone())
 }
 
-fn fill_products(app: &TestApp, rows: impl IntoIterator<Item = shopflow_dataflow::views::ProductRow>) {
+fn fill_products(app: &TestApp, rows: impl IntoIterator<Item = shopflow_views::ProductRow>) {
     app.views.apply(rows.into_iter().map(|row| ViewUpdate::Product { key: row.product_id.clone(), row: Some(row) }));
 }
 

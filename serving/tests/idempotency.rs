@@ -26,7 +26,7 @@ use futures::future::join_all;
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
 use shopflow_dataflow::pipeline::{self, PipelineConfig, PipelineHandle};
-use shopflow_dataflow::views::{RequestRow, ViewUpdate, Views};
+use shopflow_views::{RequestRow, ViewUpdate, Views};
 use shopflow_events::{idempotent_event_id, Envelope, Topic};
 use shopflow_ingest::{EmbeddedLog, EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
 use shopflow_serving::{Application, ServingConfig};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shopflow_dataflow::views::Views;
+use shopflow_views::Views;
 use shopflow_events::types::NamedEntityUpserted;
 use shopflow_events::{Envelope, Event, Id};
 use shopflow_ingest::{EventLog, OutRecord};

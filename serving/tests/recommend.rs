@@ -13,7 +13,7 @@ use anyhow::{ensure, Context, Result};
 use parking_lot::Mutex;
 use reqwest::StatusCode;
 use serde_json::Value;
-use shopflow_dataflow::views::{InteractionRow, PurchaseRow, StockRow, TrendingRow, ViewUpdate, Views};
+use shopflow_views::{InteractionRow, PurchaseRow, StockRow, TrendingRow, ViewUpdate, Views};
 use shopflow_events::Id;
 use shopflow_serving::{ModelSlot, Recommender};
 use support::*;

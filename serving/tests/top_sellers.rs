@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::Value;
-use shopflow_dataflow::views::{TopSellerRow, ViewUpdate};
+use shopflow_views::{TopSellerRow, ViewUpdate};
 use support::*;
 
 fn seller(product: &str, category: Option<&str>, units: i64) -> ViewUpdate {

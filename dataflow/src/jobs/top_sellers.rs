@@ -3,31 +3,14 @@
 //! subtracted (the `purchases` base collection); when the order saga lands, confirmation and
 //! refunds refine which units count.
 //!
-//! A view in one module: its row, its key, its job. Registered by one line in `views/mod.rs`.
+//! Its row type and key are in `shopflow-views` (`TopSellerRow`), registered by one line there.
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::VecCollection;
-use serde::{Deserialize, Serialize};
-use shopflow_events::Id;
 use timely::progress::Timestamp;
 
 use super::{left_join, BaseCollections};
-use crate::views::ViewRowType;
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TopSellerRow {
-    pub product_id: Id,
-    /// `None` while the product is not (or no longer) in the catalog.
-    pub category_id: Option<Id>,
-    pub units: i64,
-}
-
-impl ViewRowType for TopSellerRow {
-    type Key = Id;
-    fn key(&self) -> Id {
-        self.product_id.clone()
-    }
-}
+use crate::views::TopSellerRow;
 
 pub fn build<'scope, T: Timestamp + Lattice>(inputs: &BaseCollections<'scope, T>) -> VecCollection<'scope, T, TopSellerRow> {
     let units = inputs.purchases.clone().map(|(_, product)| product).count().filter(|(_, units)| *units > 0);

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shopflow_events::Topic;
 use shopflow_ingest::{EventLog, OutRecord, Position};
 use timely::{CommunicationConfig, WorkerConfig};
 
@@ -29,8 +28,7 @@ use crate::views::Views;
 
 pub use crate::remap::{RemapEntry, REMAP_TOPIC};
 
-/// The source topics the current jobs read.
-pub const SOURCE_TOPICS: [Topic; 5] = [Topic::Catalog, Topic::Inventory, Topic::Interactions, Topic::Carts, Topic::Orders];
+pub use crate::views::SOURCE_TOPICS;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]

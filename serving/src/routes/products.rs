@@ -5,7 +5,7 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use shopflow_dataflow::views::ProductRow;
+use shopflow_views::ProductRow;
 use shopflow_events::types::{ProductCreated, ProductDeleted, ProductUpdated};
 use shopflow_events::{Event, Id, Money};
 

@@ -16,7 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use shopflow_dataflow::views::{ProductRow, TrendingRow, Views};
+use shopflow_views::{ProductRow, TrendingRow, Views};
 use shopflow_events::{Id, Money};
 
 use crate::error::ApiError;

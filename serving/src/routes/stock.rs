@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use shopflow_dataflow::views::StockRow;
+use shopflow_views::StockRow;
 use shopflow_events::types::{StockAdjusted, StockReceived};
 use shopflow_events::{Event, Id};
 

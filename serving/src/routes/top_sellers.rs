@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use shopflow_dataflow::views::TopSellerRow;
+use shopflow_views::TopSellerRow;
 
 use crate::error::ApiError;
 use crate::extract::ApiQuery;

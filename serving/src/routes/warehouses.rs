@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use shopflow_dataflow::views::WarehouseRow;
+use shopflow_views::WarehouseRow;
 use shopflow_events::types::WarehouseCreated;
 use shopflow_events::{Event, Id};
 

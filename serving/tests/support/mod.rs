@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use shopflow_dataflow::views::{ProductRow, ProgressReport, StockRow, ViewUpdate, Views, WarehouseRow};
+use shopflow_views::{ProductRow, ProgressReport, StockRow, ViewUpdate, Views, WarehouseRow};
 use shopflow_events::{partition_for, Envelope, Event, Id, Money};
 use shopflow_ingest::{EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
 use shopflow_serving::{AppState, Application, ModelSlot, ServingConfig};

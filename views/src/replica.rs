@@ -14,8 +14,7 @@ use std::time::Duration;
 use shopflow_ingest::{EventLog, LogError, Position, Record};
 
 use crate::changelog::{changelog_topic, is_control_key, is_marker_key, record_partition, tombstone_from, Marker};
-use crate::publish::VIEW_NAMES;
-use crate::views::{ProgressReport, ViewUpdate, Views};
+use crate::{ProgressReport, ViewUpdate, Views, VIEW_NAMES};
 
 /// Marker keys of pipelines from before the key-partitioned layout.
 const LEGACY_MARKER_PREFIX: &[u8] = b"__frontier__/";
@@ -215,7 +214,7 @@ impl Shape {
 mod tests {
     use super::*;
     use crate::changelog::marker_key;
-    use crate::views::ProductRow;
+    use crate::ProductRow;
     use shopflow_events::{Id, Money};
 
     const VIEWS: [(&str, u32); 2] = [("products", 2), ("stock", 2)];

@@ -1,19 +1,25 @@
+//! The views as the serving layer reads them. No timely or differential inside: the pipeline
+//! (`shopflow-dataflow`) fills them in one process, a read replica (`replica`) fills them from
+//! the changelogs (`changelog`) in scale-out mode, and `shopflow-serving` only depends on this.
+//!
 //! Materialized views as the serving layer sees them: in-memory tables keyed by primary key,
 //! updated a whole epoch at a time, plus the progress that says which log offsets they reflect.
 //!
 //! The same store is filled by the pipeline's workers in one-process mode and by a read
 //! replica tailing the changelog topics in scale-out mode.
 
+pub mod changelog;
 mod progress;
 pub mod registry;
+pub mod replica;
 mod rows;
+pub mod sink;
 mod table;
 
 pub use progress::{Progress, ProgressReport, WaitError};
 pub use registry::{ViewKey, ViewRowType};
-pub use rows::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TrendingRow, WarehouseRow};
+pub use rows::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TopSellerRow, TrendingRow, WarehouseRow};
 pub use table::Table;
-pub use crate::jobs::top_sellers::TopSellerRow;
 
 // The registry: one line per view (see `registry` and the crate docs' recipe).
 registry::views! {
@@ -27,7 +33,11 @@ registry::views! {
     TopSeller(TopSellerRow) => TopSellerRow, top_sellers, "top_sellers";
 }
 
-use shopflow_events::Id;
+use shopflow_events::{Id, Topic};
+
+/// The source topics the pipeline's jobs read: the topics whose offsets the views' progress
+/// covers (and consistency tokens may name).
+pub const SOURCE_TOPICS: [Topic; 5] = [Topic::Catalog, Topic::Inventory, Topic::Interactions, Topic::Carts, Topic::Orders];
 
 /// Every view the serving layer answers from: the registry's tables (reached through
 /// `Deref`, e.g. `views.products`) plus the progress that says which offsets they reflect.

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use shopflow_events::partition_for;
 use shopflow_ingest::{EventLog, LogError, OutRecord, Position};
 
-use crate::publish::{ViewSink, VIEW_NAMES};
-use crate::views::{ProgressReport, ViewUpdate};
+use crate::sink::ViewSink;
+use crate::{ProgressReport, ViewUpdate, VIEW_NAMES};
 
 /// Least time between two marker rounds of one worker while it publishes.
 pub const DEFAULT_MARKER_INTERVAL: Duration = Duration::from_millis(100);
@@ -319,7 +319,7 @@ impl MarkerPolicy {
 mod tests {
     use super::*;
     use shopflow_events::Id;
-    use crate::views::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TrendingRow, WarehouseRow};
+    use crate::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TrendingRow, WarehouseRow};
     use shopflow_events::Money;
     use shopflow_ingest::{EmbeddedLog, Record, TopicSpec};
 

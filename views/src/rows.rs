@@ -134,3 +134,20 @@ impl ViewRowType for RequestRow {
         self.event_id
     }
 }
+
+/// Units sold of one product (seed 003, query 2), with its category for per-category ranking.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopSellerRow {
+    pub product_id: Id,
+    /// `None` while the product is not (or no longer) in the catalog.
+    pub category_id: Option<Id>,
+    pub units: i64,
+}
+
+impl ViewRowType for TopSellerRow {
+    type Key = Id;
+    fn key(&self) -> Id {
+        self.product_id.clone()
+    }
+}
+

@@ -82,7 +82,7 @@ macro_rules! views {
         /// The tables every view is kept in, one per view.
         #[derive(Default)]
         pub struct Tables {
-            $( pub $field: crate::views::Table<<$row as ViewRowType>::Key, $row>, )*
+            $( pub $field: crate::Table<<$row as ViewRowType>::Key, $row>, )*
         }
 
         impl Tables {
