@@ -33,7 +33,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams};
@@ -48,7 +48,6 @@ use shopflow_ingest::Position;
 use uuid::Uuid;
 
 use crate::auth::Admin;
-use crate::config::ServingConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::token::ConsistencyToken;
@@ -379,20 +378,13 @@ impl AnswerCache {
 }
 
 /// Each server (each `AppState::new`) has its own cache, as separate replicas would.
-///
-/// It would belong in `AppState`; until it moves there it is found through the state's
-/// config `Arc`, which every `AppState::new` allocates and all clones of that state share.
-static CACHES: Mutex<Vec<(Weak<ServingConfig>, Arc<AnswerCache>)>> = Mutex::new(Vec::new());
+fn answers(state: &AppState) -> &AnswerCache {
+    &state.answers
+}
 
-fn answers(state: &AppState) -> Arc<AnswerCache> {
-    let mut caches = CACHES.lock();
-    caches.retain(|(owner, _)| owner.strong_count() > 0);
-    if let Some((_, cache)) = caches.iter().find(|(owner, _)| std::ptr::eq(owner.as_ptr(), Arc::as_ptr(&state.config))) {
-        return cache.clone();
-    }
-    let cache = Arc::new(AnswerCache::new(ANSWER_CACHE_CAPACITY, ANSWER_TTL));
-    caches.push((Arc::downgrade(&state.config), cache.clone()));
-    cache
+/// A fresh per-server cache of first answers.
+pub(crate) fn new_answer_cache() -> Arc<AnswerCache> {
+    Arc::new(AnswerCache::new(ANSWER_CACHE_CAPACITY, ANSWER_TTL))
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub struct AppState {
     waiting_reads: Arc<watch::Sender<usize>>,
     /// Whether the views have caught up with the log since start (`/readyz`).
     readiness: Arc<Readiness>,
+    /// First answers to writes under an idempotency key, per server (`crate::idempotency`).
+    pub(crate) answers: Arc<crate::idempotency::AnswerCache>,
 }
 
 impl AppState {
@@ -38,7 +40,8 @@ impl AppState {
         // Empty until a model is promoted: the recommendation routes answer from trending.
         let models = Arc::new(ModelSlot::new());
         let readiness = Arc::new(Readiness::default());
-        Self { log, views, config: Arc::new(config), end_offsets, models, waiting_reads, readiness }
+        let answers = crate::idempotency::new_answer_cache();
+        Self { log, views, config: Arc::new(config), end_offsets, models, waiting_reads, readiness, answers }
     }
 
     /// Watches the number of reads waiting for a consistency token right now.
