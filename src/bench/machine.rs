@@ -121,6 +121,108 @@ impl ThreadCpu {
     }
 }
 
+/// Busy CPU time of the whole machine, of this process and of the Kafka broker the phase
+/// talks to: what other processes (builds, tests sharing the machine) took from a phase is the
+/// rest. The broker is part of the Kafka backend, not a competitor, so it is counted apart.
+#[derive(Clone, Copy, Debug)]
+pub struct MachineCpu {
+    machine_busy_secs: f64,
+    own_secs: f64,
+    broker_secs: f64,
+    at: std::time::Instant,
+}
+
+/// user + system (+ children's, fields 14..=17) CPU seconds of one process from its stat file.
+fn process_secs(stat: &str, ticks: f64) -> Option<f64> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let sum: f64 = fields
+        .get(11..=14)?
+        .iter()
+        .map(|f| f.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    Some(sum / ticks)
+}
+
+/// CPU seconds of the nisshi broker processes listening on `address` (HOST:PORT).
+fn broker_secs(address: &str, ticks: f64) -> f64 {
+    let listener = format!("tcp://{address}");
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut total = 0.0;
+    for entry in procs.flatten() {
+        let path = entry.path();
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_broker = args.first().is_some_and(|a| a.ends_with("nisshi"))
+            && args.contains(&listener);
+        if !is_broker {
+            continue;
+        }
+        if let Some(secs) = std::fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|s| process_secs(&s, ticks))
+        {
+            total += secs;
+        }
+    }
+    total
+}
+
+impl MachineCpu {
+    /// `broker`: the Kafka bootstrap address when the phase runs on Kafka.
+    pub fn sample(broker: Option<&str>) -> Option<Self> {
+        let ticks = clock_ticks();
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<f64> = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))?
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| cpu.get(i)).sum();
+        let own = process_secs(&std::fs::read_to_string("/proc/self/stat").ok()?, ticks)?;
+        Some(Self {
+            machine_busy_secs: busy / ticks,
+            own_secs: own,
+            broker_secs: broker.map_or(0.0, |b| broker_secs(b, ticks)),
+            at: std::time::Instant::now(),
+        })
+    }
+
+    fn wall_since(&self, earlier: &MachineCpu) -> f64 {
+        self.at.duration_since(earlier.at).as_secs_f64()
+    }
+
+    /// Cores processes other than this one and the broker kept busy on average since `earlier`.
+    pub fn others_since(&self, earlier: &MachineCpu) -> f64 {
+        let wall = self.wall_since(earlier);
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        let others = (self.machine_busy_secs - earlier.machine_busy_secs)
+            - (self.own_secs - earlier.own_secs)
+            - (self.broker_secs - earlier.broker_secs);
+        ((others / wall).max(0.0) * 100.0).round() / 100.0
+    }
+
+    /// Cores the broker kept busy on average since `earlier`.
+    pub fn broker_since(&self, earlier: &MachineCpu) -> f64 {
+        let wall = self.wall_since(earlier);
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        ((self.broker_secs - earlier.broker_secs) / wall * 100.0).round() / 100.0
+    }
+}
+
 /// Threads keep their own names (`timely:work-0`, `shopflow-log-writer`) so an imbalance
 /// between workers shows; same-named threads (the tokio pool) are summed.
 fn normalise(name: &str) -> String {

@@ -4,7 +4,8 @@
 //!
 //! Suites:
 //! - `pipeline`: end-to-end throughput (pre-loaded log → pipeline → views) against the raw
-//!   consume ceiling of the same partitions, and produce-to-visible freshness at a fixed rate.
+//!   consume ceiling of the same partitions, produce-to-visible freshness at a fixed rate, and
+//!   restart: time to ready after a crash under that rate with the default settings.
 //! - `recommend`: `GET /api/v1/recommend/user/{id}` latency under load from concurrent HTTP
 //!   clients, against the real server with an NMF model fitted on a synthetic shop.
 
@@ -42,6 +43,11 @@ pub struct BenchArgs {
     /// Length of the freshness run in seconds [default: 15; --quick: 3].
     #[arg(long)]
     pub duration: Option<f64>,
+    /// How long the restart phase produces at --rate before the crash, in seconds
+    /// [default: 15; --quick: 4]. With the default 10 s snapshot interval, 15 s leaves several
+    /// seconds of events beyond the last snapshot.
+    #[arg(long)]
+    pub restart_duration: Option<f64>,
     /// Pipeline worker threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
@@ -51,12 +57,12 @@ pub struct BenchArgs {
     /// Small sizes, for a smoke test of the harness.
     #[arg(long)]
     pub quick: bool,
-    /// Which phases to run: the pipeline suite's throughput and freshness, and the recommend
-    /// suite (which needs no backend).
+    /// Which phases to run: the pipeline suite's throughput, freshness and restart, and the
+    /// recommend suite (which needs no backend).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,freshness,recommend"
+        default_value = "throughput,freshness,restart,recommend"
     )]
     pub phases: Vec<Phase>,
     /// Concurrent HTTP clients of the recommend suite (one keep-alive connection each).
@@ -82,6 +88,7 @@ pub struct BenchArgs {
 pub enum Phase {
     Throughput,
     Freshness,
+    Restart,
     Recommend,
 }
 
@@ -90,6 +97,7 @@ impl Phase {
         match self {
             Phase::Throughput => Some(pipeline::Phase::Throughput),
             Phase::Freshness => Some(pipeline::Phase::Freshness),
+            Phase::Restart => Some(pipeline::Phase::Restart),
             Phase::Recommend => None,
         }
     }
@@ -99,6 +107,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rate > 0, "--rate must be positive");
     anyhow::ensure!(args.workers > 0, "--workers must be positive");
     anyhow::ensure!(args.clients > 0, "--clients must be positive");
+    anyhow::ensure!(
+        args.restart_duration.is_none_or(|d| d > 0.0),
+        "--restart-duration must be positive"
+    );
     let run_recommend = args.phases.contains(&Phase::Recommend);
     let config = pipeline::SuiteConfig {
         events: args
@@ -113,6 +125,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         } else {
             15.0
         })),
+        restart_duration: Duration::from_secs_f64(args.restart_duration.unwrap_or(
+            if args.quick { 4.0 } else { 15.0 },
+        )),
         workers: args.workers,
         partitions: args.partitions,
         scratch: pipeline::scratch_dir(&args.out),
@@ -244,6 +259,8 @@ async fn run_child(
         .arg(config.rate.to_string())
         .arg("--duration")
         .arg(config.duration.as_secs_f64().to_string())
+        .arg("--restart-duration")
+        .arg(config.restart_duration.as_secs_f64().to_string())
         .arg("--workers")
         .arg(config.workers.to_string())
         .arg("--partitions")

@@ -19,6 +19,11 @@ pub const AIM_RATIO: f64 = 0.5;
 /// p99 produce-to-visible at 20,000 events/s on the embedded log.
 pub const AIM_P99_MS: f64 = 50.0;
 pub const AIM_P99_RATE: u64 = 20_000;
+/// After a crash under the freshness load with the default settings, the views cover the log
+/// again within one snapshot interval (10 s)...
+pub const AIM_RESTART_READY_SECS: f64 = 10.0;
+/// ...with at least this much of the load beyond the snapshot (else the aim was not tested).
+pub const AIM_RESTART_MIN_BACKLOG_SECS: f64 = 5.0;
 /// p99 of `GET /api/v1/recommend/user/{id}` under load (issue 3).
 pub const AIM_RECOMMEND_P99_MS: f64 = 5.0;
 
@@ -39,6 +44,7 @@ struct ConfigEcho {
     products: u64,
     rate: u64,
     duration_secs: f64,
+    restart_duration_secs: f64,
     workers: usize,
     partitions: u32,
 }
@@ -92,6 +98,7 @@ impl Report {
                 products: config.products,
                 rate: config.rate,
                 duration_secs: config.duration.as_secs_f64(),
+                restart_duration_secs: config.restart_duration.as_secs_f64(),
                 workers: config.workers,
                 partitions: config.partitions,
             },
@@ -318,6 +325,9 @@ impl Report {
                 slow.join(", "),
             );
         }
+        s.push('\n');
+        self.restart_markdown(s);
+        self.shared_machine_markdown(s);
         for b in &self.suites.pipeline {
             for e in &b.errors {
                 let _ = writeln!(s, "- **{} failed**: {}", b.backend, e.replace('\n', " "));
@@ -328,6 +338,170 @@ impl Report {
 }
 
 impl Report {
+    /// How much CPU other processes (and the broker) took while each phase ran.
+    fn shared_machine_markdown(&self, s: &mut String) {
+        let loads: Vec<(&str, &super::pipeline::PhaseLoad)> = self
+            .suites
+            .pipeline
+            .iter()
+            .flat_map(|b| b.machine_load.iter().map(move |l| (b.backend.as_str(), l)))
+            .collect();
+        if loads.is_empty() {
+            return;
+        }
+        let others: Vec<String> = loads
+            .iter()
+            .map(|(b, l)| format!("{b} {} {:.2}", l.phase, l.other_cores))
+            .collect();
+        let broker: Vec<String> = loads
+            .iter()
+            .filter_map(|(b, l)| l.broker_cores.map(|c| format!("{b} {} {c:.2}", l.phase)))
+            .collect();
+        let worst = loads.iter().map(|(_, l)| l.other_cores).fold(0.0f64, f64::max);
+        let _ = writeln!(
+            s,
+            "\nOther processes on the machine (cores busy on average, of {}, while each phase ran; the benchmark \
+             process and its broker excluded): {}.{}{}",
+            self.machine.nproc,
+            others.join(", "),
+            if broker.is_empty() {
+                String::new()
+            } else {
+                format!(" The Kafka broker (same machine): {}.", broker.join(", "))
+            },
+            if worst >= 0.2 {
+                " **The machine was shared during at least one phase: its figures are lower than an idle \
+                 machine would give.**"
+            } else {
+                ""
+            }
+        );
+    }
+
+    fn restart_markdown(&self, s: &mut String) {
+        let c = &self.config;
+        let ran = self
+            .suites
+            .pipeline
+            .iter()
+            .any(|b| b.restart.is_some() || failed(b, "restart"));
+        if !ran {
+            return;
+        }
+        let _ = writeln!(s, "### Restart: time to ready after a crash under load
+");
+        let _ = writeln!(
+            s,
+            "A pipeline with the default settings (snapshot every 10 s, at most 20,000 records per epoch; \
+             {} workers) loads the catalog ({} products), then takes the freshness producer's load ({} events/s) \
+             for {:.0} s. The moment the producer has stopped and the views reflect everything it wrote, the \
+             views (products, stock, warehouses) are copied and the pipeline is stopped with \
+             `snapshot_on_stop = false`: no final snapshot is written, so what survives is what a `kill -9` \
+             leaves — the last periodic snapshot of each partition and the durable `_remap` of epochs. A fresh \
+             pipeline (new views, same log and data directory) is then started and timed until its views cover \
+             every source end offset, the condition `/readyz` waits for. The backlog is the log's records beyond \
+             the restored snapshots (end offsets − snapshot offsets), which the restart reads again into the \
+             epochs the first run recorded for them; replay rate is backlog ÷ time to ready (the time also \
+             includes restoring the snapshot state into the dataflow). The views once ready must equal the \
+             copies taken before the crash.\n",
+            c.workers,
+            c.products.min(100_000),
+            thousands(c.rate as f64),
+            c.restart_duration_secs,
+        );
+        let _ = writeln!(
+            s,
+            "| backend | load before crash | backlog records | backlog (s of load) | snapshot age at crash | time to ready | replay rec/s | views equal | aim | met |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---|---|---|");
+        for b in &self.suites.pipeline {
+            let Some(r) = &b.restart else {
+                if failed(b, "restart") {
+                    let _ = writeln!(
+                        s,
+                        "| {} | — | failed | | | | | | | **no** |",
+                        b.backend
+                    );
+                }
+                continue;
+            };
+            let met = r.views_match
+                && r.ready_secs <= AIM_RESTART_READY_SECS
+                && r.backlog_secs_of_load >= AIM_RESTART_MIN_BACKLOG_SECS
+                && r.snapshot_interval_ms == 10_000
+                && r.before_crash.target_rate >= AIM_P99_RATE;
+            let _ = writeln!(
+                s,
+                "| {} | {} ev/s × {:.1} s | {} | {:.1} | {} | **{:.2} s** | {} | {} | ready ≤ {AIM_RESTART_READY_SECS} s with ≥ {AIM_RESTART_MIN_BACKLOG_SECS} s of backlog, views equal | {} |",
+                b.backend,
+                thousands(r.before_crash.achieved_rate),
+                r.before_crash.duration_secs,
+                thousands(r.backlog_records as f64),
+                r.backlog_secs_of_load,
+                r.snapshot_age_secs
+                    .map_or("—".to_owned(), |a| format!("{a:.1} s")),
+                r.ready_secs,
+                thousands(r.replay_records_per_sec),
+                if r.views_match { "yes" } else { "**no**" },
+                yes_no(met && !c.quick),
+            );
+        }
+        s.push('\n');
+        for b in &self.suites.pipeline {
+            let Some(r) = &b.restart else { continue };
+            let threads: Vec<String> = r
+                .cpu_by_thread
+                .iter()
+                .take(4)
+                .map(|(n, secs)| format!("`{n}` {secs:.1} s"))
+                .collect();
+            let views: Vec<String> = r
+                .compared
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{} {} → {} rows{}",
+                        v.view,
+                        thousands(v.rows_before as f64),
+                        thousands(v.rows_after as f64),
+                        if v.differing_keys == 0 {
+                            String::new()
+                        } else {
+                            format!(
+                                ", **{} keys differ** (e.g. {})",
+                                v.differing_keys,
+                                v.samples.join("; ").replace('|', "\\|")
+                            )
+                        }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "- {}: log {} records at the crash, snapshots of {}/{} partitions hold {}; the backlog spans {} \
+                 recorded epochs ({} remap entries); first run {:.1} s (freshness under the load p50 {:.1} ms, \
+                 p99 {:.1} ms); stop {:.2} s; restart: start {:.2} s, ready {:.2} s, {:.2} cores busy, CPU by \
+                 thread: {}; views compared: {}.",
+                b.backend,
+                thousands(r.log_records as f64),
+                r.snapshotted_partitions,
+                r.source_partitions,
+                thousands(r.snapshot_records as f64),
+                thousands(r.backlog_epochs as f64),
+                thousands(r.backlog_remap_entries as f64),
+                r.first_run_secs,
+                r.before_crash.latency.p50_ms,
+                r.before_crash.latency.p99_ms,
+                r.stop_secs,
+                r.restart_start_secs,
+                r.ready_secs,
+                r.cpu_cores_busy,
+                threads.join(", "),
+                views.join(", "),
+            );
+        }
+    }
+
     fn recommend_markdown(&self, outcome: &RecommendOutcome, s: &mut String) {
         let _ = writeln!(s, "## Suite `recommend`\n");
         let r = match outcome {
