@@ -2,7 +2,6 @@
 //! the scale-out processes; `schema` prints the event JSON Schema; `bench` runs the macro
 //! benchmarks and writes a report.
 
-mod bench;
 mod demo;
 mod models;
 mod run;
@@ -40,7 +39,7 @@ enum Command {
     /// Prints the JSON Schema of every event type.
     Schema,
     /// Runs the macro benchmarks and writes target/bench/report.{md,json}.
-    Bench(bench::BenchArgs),
+    Bench(shopflow_bench::BenchArgs),
     /// Trains a recommendation model, evaluates it and writes it to the model store.
     Train(train::TrainArgs),
     /// Lists, promotes and rolls back trained recommendation models.
@@ -117,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => runtime()?.block_on(run::up(settings, args)),
         Command::Pipeline(args) => runtime()?.block_on(run::pipeline(settings, args)),
         Command::Serve(args) => runtime()?.block_on(run::serve(settings, args)),
-        Command::Bench(args) => runtime()?.block_on(bench::run(args)),
+        Command::Bench(args) => runtime()?.block_on(shopflow_bench::run(args)),
         Command::Train(args) => runtime()?.block_on(train::run(settings, args)),
         Command::Models(args) => models::cli(settings, args),
     }

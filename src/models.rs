@@ -8,45 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use shopflow_events::Id;
 use shopflow_recommender::{ModelStore, ServingModel};
-use shopflow_serving::{ModelSlot, Recommender};
+use shopflow_serving::ModelSlot;
 
 use crate::settings::Settings;
 
-/// Serves a [`ServingModel`] through serving's product-id based trait.
-pub struct ModelAdapter {
-    model: ServingModel,
-}
-
-impl ModelAdapter {
-    pub fn new(model: ServingModel) -> Self {
-        Self { model }
-    }
-}
-
-impl Recommender for ModelAdapter {
-    fn version(&self) -> String {
-        format!("v{:06}", self.model.version())
-    }
-
-    fn recommend(&self, interactions: &[(Id, f64)], n: usize, skip: &dyn Fn(&Id) -> bool) -> Vec<(Id, f64)> {
-        let by_str: Vec<(&str, f64)> = interactions.iter().map(|(id, w)| (id.as_str(), *w)).collect();
-        // Ids in the model came from validated events (or a training file), so the unchecked
-        // conversion back is sound; `skip` is only asked about the best candidates.
-        self.model
-            .recommend(&by_str, n, |p| skip(&Id::from(p)))
-            .into_iter()
-            .map(|(p, s)| (Id::from(p.as_str()), s))
-            .collect()
-    }
-
-    fn similar(&self, product: &Id, n: usize, skip: &dyn Fn(&Id) -> bool) -> Option<Vec<(Id, f64)>> {
-        self.model
-            .similar(product.as_str(), n, |p| skip(&Id::from(p)))
-            .map(|list| list.into_iter().map(|(p, s)| (Id::from(p.as_str()), s)).collect())
-    }
-}
+pub use shopflow_recommender::adapter::ModelAdapter;
 
 /// What one look at the store found.
 enum Poll {
@@ -206,6 +173,8 @@ mod tests {
     use shopflow_recommender::{Interactions, Nmf, TrainedModel};
 
     use super::*;
+    use shopflow_events::Id;
+    use shopflow_serving::Recommender;
 
     /// Two taste groups: users 0..10 like items 0..6, users 10..20 like items 6..12.
     fn trained() -> TrainedModel {

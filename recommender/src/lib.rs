@@ -43,3 +43,6 @@ pub use params::{Init, NmfParams, NmfValidParams, Solver};
 pub use records::Interactions;
 pub use serving_model::ServingModel;
 pub use store::{ModelStore, StoreError, TrainedModel};
+
+#[cfg(feature = "serving")]
+pub mod adapter;

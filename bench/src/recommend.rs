@@ -39,8 +39,8 @@ use tokio::net::TcpStream;
 
 use super::machine::ThreadCpu;
 use super::pipeline::Percentiles;
-use crate::models::ModelAdapter;
-use crate::settings::LogSettings;
+use shopflow_recommender::adapter::ModelAdapter;
+use shopflow_ingest::LogSettings;
 
 /// Zipf exponent of product popularity (globally and within a category).
 const ZIPF_EXPONENT: f64 = 1.0;
@@ -456,7 +456,7 @@ pub async fn run(config: &RecommendConfig) -> anyhow::Result<RecommendResult> {
         "recommend-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     ));
-    let log = crate::run::open_log(&LogSettings {
+    let log = shopflow_ingest::open(&LogSettings {
         kafka: None,
         namespace: String::new(),
         partitions: 1,

@@ -18,7 +18,7 @@ use shopflow_ingest::{EventLog, OutRecord, Position};
 
 use super::machine::{peak_rss_mib, MachineCpu, ThreadCpu};
 use super::workload::Workload;
-use crate::settings::LogSettings;
+use shopflow_ingest::LogSettings;
 
 /// Records per append while loading: large enough that loading is quick, small enough that
 /// one append is one bounded transaction (or one bounded producer flush).
@@ -410,7 +410,7 @@ impl PhaseLog {
             partitions: config.partitions,
             data_dir: dir.clone(),
         };
-        let log = crate::run::open_log(&settings).await?;
+        let log = shopflow_ingest::open(&settings).await?;
         Ok(Self { log, dir })
     }
 
