@@ -2,7 +2,6 @@
 //! the scale-out processes; `schema` prints the event JSON Schema; `bench` runs the macro
 //! benchmarks and writes a report.
 
-mod demo;
 mod models;
 mod run;
 mod settings;

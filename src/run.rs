@@ -9,7 +9,7 @@ use shopflow_ingest::EventLog;
 use shopflow_serving::{Application, ModelSlot};
 
 use crate::settings::{LogSettings, Settings};
-use crate::{demo, LogArgs, PipelineArgs, ServeArgs, UpArgs};
+use crate::{LogArgs, PipelineArgs, ServeArgs, UpArgs};
 
 /// Command-line overrides of the log settings, shared by every command that opens the log.
 pub fn apply_log_args(settings: &mut LogSettings, args: &LogArgs) {
@@ -64,7 +64,7 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
 
     let catalog_written: u64 = log.end_offsets(Topic::Catalog.name()).await?.iter().sum();
     if catalog_written == 0 && args.demo_products > 0 {
-        let records = demo::records(args.demo_products);
+        let records = shopflow_shopdata::demo::records(args.demo_products);
         let count = records.len();
         for chunk in records.chunks(1_000) {
             log.append(chunk.to_vec()).await?;

@@ -13,7 +13,6 @@ mod machine;
 mod pipeline;
 mod recommend;
 mod report;
-mod workload;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -17,7 +17,7 @@ use shopflow_dataflow::views::Views;
 use shopflow_ingest::{EventLog, OutRecord, Position};
 
 use super::machine::{peak_rss_mib, MachineCpu, ThreadCpu};
-use super::workload::Workload;
+use shopflow_shopdata::Workload;
 use shopflow_ingest::LogSettings;
 
 /// Records per append while loading: large enough that loading is quick, small enough that

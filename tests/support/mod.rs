@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub mod scenario;
+#[allow(unused_imports)]
+pub use shopflow_shopdata::scenario;
 
 #[allow(unused_imports)]
 pub use shopflow_ingest::testing::{kafka_broker, unique_namespace, BrokerHandle};

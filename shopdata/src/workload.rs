@@ -26,13 +26,7 @@ fn warehouse_id(i: usize) -> Id {
     Id::from(format!("wh-{i:02}").as_str())
 }
 
-fn record(envelope: &Envelope) -> OutRecord {
-    OutRecord::keyed(
-        envelope.topic().name(),
-        envelope.key().as_str(),
-        envelope.to_json(),
-    )
-}
+use crate::record;
 
 /// Generates the event stream for one benchmark run, deterministically from a seed.
 pub struct Workload {
@@ -92,13 +86,11 @@ impl Workload {
         range
             .map(|i| {
                 let c = i as usize;
+                let (name, description) = crate::vocabulary::product_text(c);
                 record(&Envelope::new(Event::ProductCreated(ProductCreated {
                     product_id: product_id(i),
-                    name: format!("Product {i}"),
-                    description: format!(
-                        "A sturdy, well-reviewed item number {i} in category {} for everyday use.",
-                        c % CATEGORIES
-                    ),
+                    name: format!("{name} {i}"),
+                    description: format!("{description} Item {i}, sturdy and well reviewed, in category {}.", c % CATEGORIES),
                     price: Money::new(self.rng.gen_range(199..250_000), "EUR"),
                     sku: format!("SKU-{i:08}"),
                     category_id: Id::from(format!("cat-{:03}", c % CATEGORIES).as_str()),

@@ -20,9 +20,6 @@ const BRANDS: [(&str, &str); 5] =
 const SUPPLIERS: [(&str, &str); 3] = [("sup-eu", "EuroSupply"), ("sup-us", "US Wholesale"), ("sup-asia", "Asia Direct")];
 const WAREHOUSES: [(&str, &str, &str); 3] =
     [("wh-ber", "Berlin", "DE-BER"), ("wh-nyc", "New York", "US-NYC"), ("wh-sin", "Singapore", "SG-SIN")];
-const NOUNS: [&str; 12] =
-    ["Kettle", "Lamp", "Speaker", "Notebook", "Tent", "Chair", "Mug", "Headphones", "Backpack", "Planter", "Desk", "Novel"];
-const ADJECTIVES: [&str; 8] = ["Classic", "Compact", "Deluxe", "Eco", "Pro", "Smart", "Travel", "Vintage"];
 
 /// Every demo event, in the order they are written.
 pub fn events(products: usize) -> Vec<Envelope> {
@@ -39,13 +36,12 @@ pub fn events(products: usize) -> Vec<Envelope> {
         }))
     }));
     for i in 0..products {
-        let noun = NOUNS[i % NOUNS.len()];
-        let adjective = ADJECTIVES[(i / NOUNS.len()) % ADJECTIVES.len()];
+        let (name, description) = crate::vocabulary::product_text(i);
         let product_id = Id::from(format!("demo-{i:04}").as_str());
         out.push(Envelope::new(Event::ProductCreated(ProductCreated {
             product_id: product_id.clone(),
-            name: format!("{adjective} {noun}"),
-            description: format!("A {} {} for everyday use.", adjective.to_lowercase(), noun.to_lowercase()),
+            name,
+            description,
             price: Money::new(499 + (i as i64 * 137) % 20_000, "EUR"),
             sku: format!("SKU-{i:05}"),
             category_id: Id::from(CATEGORIES[i % CATEGORIES.len()].0),
@@ -105,10 +101,7 @@ fn shoppers(products: usize) -> Vec<Envelope> {
 }
 
 pub fn records(products: usize) -> Vec<OutRecord> {
-    events(products)
-        .into_iter()
-        .map(|e| OutRecord::keyed(e.topic().name(), e.key().as_str(), e.to_json()))
-        .collect()
+    crate::records(&events(products))
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shopflow_events::types::*;
 use shopflow_events::{Envelope, Event, Id, Money};
-use shopflow_ingest::OutRecord;
 
 pub fn events(seed: u64, products: usize, moves: usize) -> Vec<Envelope> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -58,6 +57,4 @@ pub fn events(seed: u64, products: usize, moves: usize) -> Vec<Envelope> {
     out
 }
 
-pub fn records(events: &[Envelope]) -> Vec<OutRecord> {
-    events.iter().map(|e| OutRecord::keyed(e.topic().name(), e.key().as_str(), e.to_json())).collect()
-}
+pub use crate::records;
