@@ -6,9 +6,11 @@
 //! the entries publication still needs to say which offsets a frontier covers
 //! (`RemapHistory`).
 //!
-//! A restart reads a bounded amount of `_remap`: each snapshot records the remap offset after
-//! the last entry it covers (`PartitionState::remap_next`), and reading starts at the least of
-//! those.
+//! `_remap` stays bounded: each snapshot records the remap offset after the last entry it
+//! covers (`PartitionState::remap_next`, also written beside it as `<partition>.remap`). A
+//! restart reads from the least of its partitions' offsets, and after each snapshot worker 0
+//! truncates the topic below the least over every partition (`SnapshotStore::remap_floor`,
+//! `EventLog::truncate_before`: Kafka's DeleteRecords, a range delete on the embedded log).
 
 use std::collections::VecDeque;
 use std::time::Duration;

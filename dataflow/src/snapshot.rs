@@ -208,7 +208,26 @@ impl SnapshotStore {
         if let Ok(dir) = fs::File::open(&self.dir) {
             let _ = dir.sync_all();
         }
+        // After the snapshot is durable: where its remap entries end, for `remap_floor`. A
+        // crash between the two leaves an older (smaller) mark, which is always safe.
+        let mark = self.dir.join(format!("{topic}-{partition}.remap"));
+        fs::write(&mark, snapshot.remap_next.to_string()).map_err(io(&mark))?;
         Ok(())
+    }
+
+    /// The least remap offset any of `partitions`' snapshots may still need: every `_remap`
+    /// entry below it describes records all snapshots already hold, so the topic may be
+    /// truncated there. `None` while some partition has no snapshot (it would replay from its
+    /// first record and want every entry).
+    pub fn remap_floor<'a>(&self, partitions: impl IntoIterator<Item = &'a (String, u32)>) -> Option<u64> {
+        partitions
+            .into_iter()
+            .map(|(topic, partition)| {
+                let mark = fs::read_to_string(self.dir.join(format!("{topic}-{partition}.remap"))).ok()?;
+                mark.trim().parse::<u64>().ok()
+            })
+            .try_fold(u64::MAX, |floor, next| next.map(|n| floor.min(n)))
+            .filter(|floor| *floor != u64::MAX)
     }
 }
 

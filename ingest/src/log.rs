@@ -136,6 +136,15 @@ pub trait EventLog: Send + Sync + 'static {
     /// A reader over the given partitions, each starting at the given offset.
     /// An offset below the earliest retained one starts at the earliest.
     fn reader(&self, from: &[Position]) -> Result<Box<dyn LogReader>, LogError>;
+
+    /// Lets the log drop the records of one partition below `offset` (Kafka's DeleteRecords).
+    /// Offsets never change and end offsets stay; a reader asking for a dropped offset starts
+    /// at the earliest retained one. Advisory: a log may keep them longer (the default keeps
+    /// everything).
+    async fn truncate_before(&self, topic: &str, partition: u32, offset: u64) -> Result<(), LogError> {
+        let _ = (topic, partition, offset);
+        Ok(())
+    }
 }
 
 /// A blocking reader of a fixed set of partitions, for a thread that owns them.

@@ -411,6 +411,23 @@ fn concurrent_appenders_lose_nothing(log: Arc<dyn EventLog>) {
     }
 }
 
+fn truncated_records_are_gone_and_offsets_stay(log: &dyn EventLog) {
+    block_on(log.ensure_topic(&TopicSpec::new("trunc", 2))).unwrap();
+    let records = (0..10).map(|i| on("trunc", 0, "k", &i.to_string())).chain([on("trunc", 1, "k", "other")]).collect();
+    block_on(log.append(records)).unwrap();
+    block_on(log.truncate_before("trunc", 0, 6)).unwrap();
+
+    let got = read_exactly(&mut *log.reader(&[Position::new("trunc", 0, 0)]).unwrap(), 4);
+    let offsets: Vec<u64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![6, 7, 8, 9], "a reader from 0 starts at the earliest retained offset");
+    assert_eq!(got[0].value.as_deref(), Some(&b"6"[..]));
+    assert_eq!(block_on(log.end_offsets("trunc")).unwrap(), vec![10, 1], "end offsets do not move");
+    let other = read_exactly(&mut *log.reader(&[Position::new("trunc", 1, 0)]).unwrap(), 1);
+    assert_eq!(other[0].value.as_deref(), Some(&b"other"[..]), "other partitions are untouched");
+    let next = block_on(log.append(vec![on("trunc", 0, "k", "10")])).unwrap();
+    assert_eq!(next[0].offset, 10, "appends continue the offsets");
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -442,6 +459,10 @@ macro_rules! conformance {
             #[test]
             fn tombstones_and_empty_values_read_back() {
                 super::tombstones_and_empty_values_read_back(&*super::$backend().log);
+            }
+            #[test]
+            fn truncated_records_are_gone_and_offsets_stay() {
+                super::truncated_records_are_gone_and_offsets_stay(&*super::$backend().log);
             }
             #[test]
             fn concurrent_appenders_lose_nothing() {

@@ -7,18 +7,29 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shopflow_events::{DeadLetter, Envelope, Topic};
-use shopflow_ingest::{OutRecord, Position, Record};
+use std::sync::Arc;
+
+use shopflow_ingest::{EventLog, OutRecord, Position, Record};
 
 use super::{PipelineConfig, PipelineError};
 use crate::base::Changes;
 use crate::jobs::weights::InteractionWeights;
+use crate::remap::REMAP_TOPIC;
 use crate::snapshot::SnapshotStore;
 use crate::state::{PartitionSnapshot, PartitionState};
 
 pub(super) type Partition = (String, u32);
 
+/// What the worker that truncates `_remap` (worker 0) needs: the log and every source
+/// partition, whose snapshots together decide how far.
+pub(super) struct RemapTruncation {
+    pub log: Arc<dyn EventLog>,
+    pub partitions: Vec<Partition>,
+}
+
 pub(super) struct StateMachine {
     states: BTreeMap<Partition, PartitionState>,
+    truncation: Option<Arc<RemapTruncation>>,
     weights: InteractionWeights,
     snapshots: SnapshotStore,
     interval: Duration,
@@ -28,7 +39,7 @@ pub(super) struct StateMachine {
 
 impl StateMachine {
     /// The states of `owned`, each from its snapshot or empty (then rebuilt from the log).
-    pub(super) fn restore(owned: &[Partition], config: &PipelineConfig) -> Result<Self, PipelineError> {
+    pub(super) fn restore(owned: &[Partition], config: &PipelineConfig, truncation: Option<RemapTruncation>) -> Result<Self, PipelineError> {
         let snapshots = SnapshotStore::new(config.data_dir.join("snapshots"));
         let mut states = BTreeMap::new();
         for (topic, partition) in owned {
@@ -37,6 +48,7 @@ impl StateMachine {
         }
         Ok(Self {
             states,
+            truncation: truncation.map(Arc::new),
             weights: config.weights,
             snapshots,
             interval: Duration::from_millis(config.snapshot_interval_ms),
@@ -90,7 +102,14 @@ impl StateMachine {
         self.join_writer()?;
         let taken = self.take();
         let store = self.snapshots.clone();
-        self.writer = Some(std::thread::spawn(move || write(&store, &taken)));
+        let truncation = self.truncation.clone();
+        self.writer = Some(std::thread::spawn(move || {
+            write(&store, &taken)?;
+            if let Some(truncation) = truncation {
+                truncate_remap(&store, &truncation);
+            }
+            Ok(())
+        }));
         self.last_snapshot = Instant::now();
         Ok(())
     }
@@ -121,6 +140,16 @@ impl StateMachine {
                 (topic.clone(), *partition, state.to_snapshot())
             })
             .collect()
+    }
+}
+
+/// Lets the log drop the `_remap` entries every snapshot covers, so the topic stays as long
+/// as a snapshot interval of epochs. Best effort: a failure only leaves more to read.
+fn truncate_remap(store: &SnapshotStore, truncation: &RemapTruncation) {
+    let Some(floor) = store.remap_floor(&truncation.partitions) else { return };
+    match futures::executor::block_on(truncation.log.truncate_before(REMAP_TOPIC, 0, floor)) {
+        Ok(()) => tracing::debug!(floor, "remap truncated"),
+        Err(error) => tracing::warn!(%error, floor, "remap truncation failed"),
     }
 }
 

@@ -13,7 +13,7 @@ use shopflow_ingest::OutRecord;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 
-use super::machine::StateMachine;
+use super::machine::{RemapTruncation, StateMachine};
 use super::source::Source;
 use super::{append_durably, now_ms, PipelineError, Shared};
 use crate::base::{Changes, Inputs};
@@ -44,7 +44,9 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
     // Stage 2: this worker's partitions (dealt round-robin over every source partition).
     let owned: Vec<(String, u32)> =
         shared.partitions.iter().enumerate().filter(|(i, _)| i % peers == index).map(|(_, tp)| tp.clone()).collect();
-    let mut machine = StateMachine::restore(&owned, &shared.config)?;
+    // Worker 0 truncates `_remap` below what every partition's snapshot covers.
+    let truncation = (index == 0).then(|| RemapTruncation { log: shared.log.clone(), partitions: shared.partitions.clone() });
+    let mut machine = StateMachine::restore(&owned, &shared.config, truncation)?;
     // Stage 1: replays what the snapshots do not cover, then reads live.
     let mut source = Source::open(shared.log.clone(), &machine.next_offsets(), machine.remap_from())?;
 

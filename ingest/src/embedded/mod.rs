@@ -167,6 +167,11 @@ impl EventLog for EmbeddedLog {
         self.topic_state(topic, |t| t.ends.clone())
     }
 
+    async fn truncate_before(&self, topic: &str, partition: u32, offset: u64) -> Result<(), LogError> {
+        let topic = topic.to_string();
+        self.request(|reply| Request::Truncate { topic, partition, before: offset, reply }).await.map(|_| ())
+    }
+
     fn reader(&self, from: &[Position]) -> Result<Box<dyn LogReader>, LogError> {
         Ok(Box::new(reader::EmbeddedReader::new(
             self.handle.shared.clone(),

@@ -33,6 +33,12 @@ pub(crate) enum Request {
         tombstone_retention: Duration,
         reply: Reply<CompactionStats>,
     },
+    Truncate {
+        topic: String,
+        partition: u32,
+        before: u64,
+        reply: Reply<u64>,
+    },
 }
 
 impl Request {
@@ -71,22 +77,32 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Request>) {
         // group's appends rather than bloating theirs.
         let (compactions, writes): (Vec<_>, Vec<_>) = group
             .into_iter()
-            .partition(|r| matches!(r, Request::Compact { .. }));
+            .partition(|r| matches!(r, Request::Compact { .. } | Request::Truncate { .. }));
         if !writes.is_empty() {
             commit_group(&shared, &mut topics, writes, &mut buf);
         }
         for req in compactions {
-            if let Request::Compact {
-                topic,
-                tombstone_retention,
-                reply,
-            } = req
-            {
-                let result = compact(&shared, &topics, &topic, tombstone_retention);
-                if let Err(e) = &result {
-                    tracing::warn!(topic, error = %e, "compaction failed");
+            match req {
+                Request::Compact {
+                    topic,
+                    tombstone_retention,
+                    reply,
+                } => {
+                    let result = compact(&shared, &topics, &topic, tombstone_retention);
+                    if let Err(e) = &result {
+                        tracing::warn!(topic, error = %e, "compaction failed");
+                    }
+                    let _ = reply.send(result);
                 }
-                let _ = reply.send(result);
+                Request::Truncate {
+                    topic,
+                    partition,
+                    before,
+                    reply,
+                } => {
+                    let _ = reply.send(truncate(&shared, &topics, &topic, partition, before));
+                }
+                _ => {}
             }
         }
     }
@@ -225,6 +241,10 @@ fn write_group(
                     let _ =
                         reply.send(Err(LogError::Invalid("compaction in a write group".into())));
                 }
+                Request::Truncate { reply, .. } => {
+                    let _ =
+                        reply.send(Err(LogError::Invalid("truncation in a write group".into())));
+                }
             }
         }
         let mut ends = txn.open_table(ENDS).map_err(storage)?;
@@ -358,6 +378,37 @@ fn compact(
         "compacted topic"
     );
     Ok(stats)
+}
+
+/// Removes the records of one partition below `before`; returns how many.
+fn truncate(
+    shared: &Shared,
+    topics: &HashMap<String, TopicState>,
+    topic: &str,
+    partition: u32,
+    before: u64,
+) -> Result<u64, LogError> {
+    let state = topics
+        .get(topic)
+        .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
+    if partition >= state.partitions {
+        return Err(LogError::UnknownPartition { topic: topic.to_string(), partition });
+    }
+    let txn = shared.db.begin_write().map_err(storage)?;
+    let removed = {
+        let mut table = txn.open_table(LogTable::new(&table_name(topic, partition))).map_err(storage)?;
+        let doomed: Vec<u64> = table
+            .range(..before)
+            .map_err(storage)?
+            .map(|entry| entry.map(|(offset, _)| offset.value()).map_err(storage))
+            .collect::<Result<_, _>>()?;
+        for offset in &doomed {
+            table.remove(*offset).map_err(storage)?;
+        }
+        doomed.len() as u64
+    };
+    txn.commit().map_err(storage)?;
+    Ok(removed)
 }
 
 fn now_ms() -> i64 {

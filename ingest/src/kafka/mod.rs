@@ -327,6 +327,22 @@ impl EventLog for KafkaLog {
     }
 
     /// Blocks for a metadata round trip to check the partitions exist.
+    async fn truncate_before(&self, topic: &str, partition: u32, offset: u64) -> Result<(), LogError> {
+        let mut list = rdkafka::TopicPartitionList::new();
+        let offset = i64::try_from(offset).map_err(|_| LogError::Invalid(format!("offset {offset} too large")))?;
+        list.add_partition_offset(&self.inner.config.qualify(topic), partition as i32, rdkafka::Offset::Offset(offset))
+            .map_err(kafka_error)?;
+        let timeout = self.inner.config.request_timeout;
+        let opts = AdminOptions::new().request_timeout(Some(timeout)).operation_timeout(Some(timeout));
+        let result = self.inner.admin.delete_records(&list, &opts).await.map_err(kafka_error)?;
+        for element in result.elements() {
+            if let Err(e) = element.error() {
+                return Err(LogError::Unavailable(format!("delete records of {topic}/{partition}: {e}")));
+            }
+        }
+        Ok(())
+    }
+
     fn reader(&self, from: &[Position]) -> Result<Box<dyn LogReader>, LogError> {
         validate::distinct(from)?;
         let mut known: HashMap<&str, u32> = HashMap::new();
