@@ -7,6 +7,46 @@ mod support;
 use serde_json::json;
 use support::*;
 
+/// One namespace on the test broker and one data directory: pipelines of any worker count and
+/// replicas over them.
+struct Deployment {
+    broker: BrokerHandle,
+    namespace: String,
+    dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    fn new() -> Self {
+        Self { broker: kafka_broker(), namespace: unique_namespace(), dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn common(&self) -> Vec<String> {
+        let data = self.dir.path().join("data");
+        ["--kafka", self.broker.addr(), "--namespace", &self.namespace, "--data-dir", data.to_str().unwrap()].map(String::from).to_vec()
+    }
+
+    fn pipeline(&self, workers: &str) -> Shopflow {
+        let common = self.common();
+        let mut args = vec!["pipeline", "--workers", workers];
+        args.extend(common.iter().map(String::as_str));
+        Shopflow::spawn(&args, self.dir.path(), &format!("pipeline-{workers}-workers-{}", free_port()))
+    }
+
+    async fn replica(&self) -> Shopflow {
+        let common = self.common();
+        let mut args = vec!["serve"];
+        args.extend(common.iter().map(String::as_str));
+        Shopflow::start_http(&args, self.dir.path()).await
+    }
+
+    /// `up` on the same topics with an empty data directory: a replay from scratch.
+    async fn from_scratch(&self) -> Shopflow {
+        let scratch = self.dir.path().join("scratch");
+        let args = ["up", "--kafka", self.broker.addr(), "--namespace", &self.namespace, "--data-dir", scratch.to_str().unwrap(), "--demo-products", "0", "--workers", "1"];
+        Shopflow::start_http(&args, self.dir.path()).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_through_one_replica_is_read_with_its_token_through_another() {
     let broker = kafka_broker();
@@ -78,21 +118,11 @@ async fn deletes_right_after_a_restart_reach_the_changelogs() {
 }
 
 async fn rescale_then_delete_and_rename(wait_for_restart: bool) {
-    let broker = kafka_broker();
-    let namespace = unique_namespace();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let common = ["--kafka", broker.addr(), "--namespace", &namespace, "--data-dir", data.to_str().unwrap()];
-    let pipeline = |workers: &str| {
-        let mut args = vec!["pipeline", "--workers", workers];
-        args.extend(common);
-        Shopflow::spawn(&args, dir.path(), &format!("pipeline-{workers}-workers"))
-    };
-    let mut serve = vec!["serve"];
-    serve.extend(common);
+    let deployment = Deployment::new();
+    let pipeline = |workers: &str| deployment.pipeline(workers);
 
     let two = pipeline("2");
-    let warm = Shopflow::start_http(&serve, dir.path()).await;
+    let warm = deployment.replica().await;
     let mut ids = Vec::new();
     let mut tokens = Vec::new();
     for i in 0..60 {
@@ -138,7 +168,7 @@ async fn rescale_then_delete_and_rename(wait_for_restart: bool) {
     let warm_products = all_products(&warm.base, &latest).await;
     assert_eq!(names(&warm_products), expected, "the warm replica");
 
-    let cold = Shopflow::start_http(&serve, dir.path()).await;
+    let cold = deployment.replica().await;
     let cold_products = all_products(&cold.base, &latest).await;
     assert_eq!(names(&cold_products), expected, "the cold replica shows deleted products or old names");
     assert_eq!(cold_products, warm_products, "cold and warm replicas disagree");
@@ -161,18 +191,8 @@ async fn rescale_then_delete_and_rename(wait_for_restart: bool) {
 /// `up` on the same topics, no snapshot) show exactly what the warm replica shows.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rescale_from_2_to_3_to_1_workers_equals_a_from_scratch_replay() {
-    let broker = kafka_broker();
-    let namespace = unique_namespace();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let common = ["--kafka", broker.addr(), "--namespace", &namespace, "--data-dir", data.to_str().unwrap()];
-    let pipeline = |workers: &str| {
-        let mut args = vec!["pipeline", "--workers", workers];
-        args.extend(common);
-        Shopflow::spawn(&args, dir.path(), &format!("rescale-{workers}-workers"))
-    };
-    let mut serve = vec!["serve"];
-    serve.extend(common);
+    let deployment = Deployment::new();
+    let pipeline = |workers: &str| deployment.pipeline(workers);
 
     let mut expected_stock: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     let mut tokens: Vec<String> = Vec::new();
@@ -193,7 +213,7 @@ async fn a_rescale_from_2_to_3_to_1_workers_equals_a_from_scratch_replay() {
     }
 
     let two = pipeline("2");
-    let warm = Shopflow::start_http(&serve, dir.path()).await;
+    let warm = deployment.replica().await;
     for i in 0..40 {
         accepted(&mut tokens, post(&warm.base, "/api/v1/products", &json!({"product_id": format!("r{i}"), "name": format!("Item {i}"), "price": {"amount_minor": 100, "currency": "EUR"}, "category_id": "c", "brand_id": "b", "supplier_id": "s"})).await);
     }
@@ -231,16 +251,11 @@ async fn a_rescale_from_2_to_3_to_1_workers_equals_a_from_scratch_replay() {
         assert_eq!(product["stock"].as_i64(), expected_stock.get(id).copied().or(Some(0)), "{id}");
     }
 
-    let cold = Shopflow::start_http(&serve, dir.path()).await;
+    let cold = deployment.replica().await;
     assert_eq!(dump_views(&cold.base, &latest).await, warm_views, "a cold replica after the rescale");
     cold.terminate();
 
-    let scratch = dir.path().join("scratch");
-    let replay = Shopflow::start_http(
-        &["up", "--kafka", broker.addr(), "--namespace", &namespace, "--data-dir", scratch.to_str().unwrap(), "--demo-products", "0", "--workers", "1"],
-        dir.path(),
-    )
-    .await;
+    let replay = deployment.from_scratch().await;
     assert_eq!(dump_views(&replay.base, &latest).await, warm_views, "a from-scratch replay of the same log");
     replay.terminate();
     warm.terminate();
