@@ -293,6 +293,12 @@ impl BackendResult {
     }
 }
 
+/// Records a phase that could not measure: logged, and listed among the backend's errors.
+fn failed(backend: &Backend, phase: &str, result: &mut BackendResult, error: anyhow::Error) {
+    tracing::error!(backend = backend.name, phase, error = format!("{error:#}"), "benchmark phase failed");
+    result.errors.push(format!("{phase}: {error:#}"));
+}
+
 async fn throughput_phase(backend: &Backend, config: &SuiteConfig, result: &mut BackendResult) {
     tracing::info!(
         backend = backend.name,
@@ -310,14 +316,7 @@ async fn throughput_phase(backend: &Backend, config: &SuiteConfig, result: &mut 
             );
             result.throughput = Some(r);
         }
-        Err(e) => {
-            tracing::error!(
-                backend = backend.name,
-                error = format!("{e:#}"),
-                "throughput phase failed"
-            );
-            result.errors.push(format!("throughput: {e:#}"));
-        }
+        Err(e) => failed(backend, "throughput", result, e),
     }
 }
 
@@ -339,14 +338,7 @@ async fn freshness_phase(backend: &Backend, config: &SuiteConfig, result: &mut B
             );
             result.freshness = Some(r);
         }
-        Err(e) => {
-            tracing::error!(
-                backend = backend.name,
-                error = format!("{e:#}"),
-                "freshness phase failed"
-            );
-            result.errors.push(format!("freshness: {e:#}"));
-        }
+        Err(e) => failed(backend, "freshness", result, e),
     }
 }
 
@@ -381,14 +373,7 @@ async fn restart_phase(backend: &Backend, config: &SuiteConfig, result: &mut Bac
             }
             result.restart = Some(r);
         }
-        Err(e) => {
-            tracing::error!(
-                backend = backend.name,
-                error = format!("{e:#}"),
-                "restart phase failed"
-            );
-            result.errors.push(format!("restart: {e:#}"));
-        }
+        Err(e) => failed(backend, "restart", result, e),
     }
 }
 
