@@ -84,9 +84,17 @@ impl AppState {
         // Which record of this key landed first (maybe a concurrent repeat's, through another
         // replica) is known once the views have passed ours. One budget for the whole write.
         let remaining = self.config.write_timeout.saturating_sub(started.elapsed());
-        if self.views.progress.wait_for(&positions, remaining).await.is_err() {
-            tracing::warn!(event_id = %keyed.event_id, waited_ms = remaining.as_millis() as u64, "keyed write appended but not settled in time");
-            return Err(ApiError::IdempotencyPending);
+        if !self.views.progress.has_passed(&positions) {
+            // Counted with the strong reads: waiting writes are as much a load as waiting reads.
+            // At the cap the record is in the log already; a retry with the key gets the answer.
+            let Some(_waiting) = self.wait_guard() else {
+                tracing::warn!(event_id = %keyed.event_id, "keyed write appended; too many waiters to settle it now");
+                return Err(ApiError::IdempotencyPending);
+            };
+            if self.views.progress.wait_for(&positions, remaining).await.is_err() {
+                tracing::warn!(event_id = %keyed.event_id, waited_ms = remaining.as_millis() as u64, "keyed write appended but not settled in time");
+                return Err(ApiError::IdempotencyPending);
+            }
         }
         idempotency::settle(self, keyed, id, positions)
     }

@@ -634,6 +634,38 @@ async fn a_write_the_views_do_not_settle_in_time_is_pending_and_the_retry_gets_t
 }
 
 #[tokio::test]
+async fn keyed_writes_waiting_for_the_views_count_against_the_waiter_cap() -> Result<()> {
+    // No room for a waiter: a keyed write that would have to wait for the views is answered
+    // pending without waiting (the write timeout is 10 minutes, and the views are held); its
+    // record is in the log, and the retry once the views have passed it gets the answer.
+    let mut app = spawn_app_with(|config| {
+        config.write_timeout = Duration::from_secs(600);
+        config.max_consistency_waiters = 0;
+    })
+    .await;
+    let views = app.views.clone();
+    let stand_in = stand_in(&mut app, views);
+    stand_in.hold.store(true, Ordering::SeqCst);
+    let body = receipt("p-capped", 2);
+    let pending = tokio::time::timeout(Duration::from_secs(60), post(&app.client, &app.base, "/api/v1/stock/receipts", Some("k-cap"), &body))
+        .await
+        .context("the capped write waited for the views instead of answering")??;
+    pending.expect_error(503, "idempotency_pending")?;
+    stand_in.hold.store(false, Ordering::SeqCst);
+    // Released, the stand-in applies the held record; until it has, the retry is pending too.
+    let mut progress = app.views.progress.subscribe();
+    let mut retry = post(&app.client, &app.base, "/api/v1/stock/receipts", Some("k-cap"), &body).await?;
+    while retry.status == 503 {
+        progress.changed().await?;
+        retry = post(&app.client, &app.base, "/api/v1/stock/receipts", Some("k-cap"), &body).await?;
+    }
+    retry.expect(202)?;
+    ensure!(app.views.stock.get(&("p-capped".into(), "wh-1".into())).context("stock")?.quantity == 2, "received once");
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_keyed_write_on_a_topic_without_the_requests_view_answers_with_its_own_record() -> Result<()> {
     let (app, stand_in) = spawn_with_stand_in(Duration::from_secs(10)).await;
     stand_in.untracked.store(true, Ordering::SeqCst);
