@@ -40,7 +40,7 @@ impl Deployment {
     }
 
     /// `up` on the same topics with an empty data directory: a replay from scratch.
-    async fn from_scratch(&self) -> Shopflow {
+    async fn replay_from_scratch(&self) -> Shopflow {
         let scratch = self.dir.path().join("scratch");
         let args = ["up", "--kafka", self.broker.addr(), "--namespace", &self.namespace, "--data-dir", scratch.to_str().unwrap(), "--demo-products", "0", "--workers", "1"];
         Shopflow::start_http(&args, self.dir.path()).await
@@ -255,7 +255,7 @@ async fn a_rescale_from_2_to_3_to_1_workers_equals_a_from_scratch_replay() {
     assert_eq!(dump_views(&cold.base, &latest).await, warm_views, "a cold replica after the rescale");
     cold.terminate();
 
-    let replay = deployment.from_scratch().await;
+    let replay = deployment.replay_from_scratch().await;
     assert_eq!(dump_views(&replay.base, &latest).await, warm_views, "a from-scratch replay of the same log");
     replay.terminate();
     warm.terminate();

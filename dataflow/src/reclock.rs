@@ -291,7 +291,9 @@ mod tests {
 
     /// Drives a source to the end; returns (epoch, records handed out) per sealed epoch and
     /// the largest batch handed out.
-    fn drive(source: &mut ReplaySource, log: &dyn EventLog, max: usize) -> (Vec<(Epoch, Vec<(u32, u64)>)>, usize) {
+    type Sealed = Vec<(Epoch, Vec<(u32, u64)>)>;
+
+    fn drive(source: &mut ReplaySource, log: &dyn EventLog, max: usize) -> (Sealed, usize) {
         let mut epochs = Vec::new();
         let mut current = Vec::new();
         let mut largest = 0;

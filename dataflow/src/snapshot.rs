@@ -54,6 +54,9 @@ mod legacy {
     use crate::state::{CatalogState, InteractionState, InventoryState, PartitionSnapshot, PartitionState, Parts, ProductBase};
     use crate::views::{RequestRow, WarehouseRow};
 
+    /// Open orders' lines, as formats 1 and 2 stored them.
+    type Orders = Vec<(Id, Vec<(Id, Id, i64)>)>;
+
     /// Format 1: plain postcard, no header, no remap position, no idempotency index.
     #[derive(Deserialize)]
     pub struct V1 {
@@ -66,7 +69,7 @@ mod legacy {
         pub stock: Vec<((Id, Id), i64)>,
         pub interactions: Vec<((Id, Id), i64)>,
         pub purchases: Vec<((Id, Id), i64)>,
-        pub orders: Vec<(Id, Vec<(Id, Id, i64)>)>,
+        pub orders: Orders,
         pub window: Vec<(i64, Id, i64)>,
         pub recent: Vec<uuid::Uuid>,
     }
@@ -85,7 +88,7 @@ mod legacy {
         pub stock: Vec<((Id, Id), i64)>,
         pub interactions: Vec<((Id, Id), i64)>,
         pub purchases: Vec<((Id, Id), i64)>,
-        pub orders: Vec<(Id, Vec<(Id, Id, i64)>)>,
+        pub orders: Orders,
         pub window: Vec<(i64, Id, i64)>,
         pub recent: Vec<uuid::Uuid>,
         pub requests: Vec<RequestRow>,

@@ -545,8 +545,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(25));
         sink.publish(Vec::new(), report(0, 1, frontier + 2, 1));
         let records = read_all(log.as_ref(), "changelog.products");
-        let last = records.iter().filter(|r| is_marker_key(&r.key)).last().unwrap();
+        let last = records.iter().rfind(|r| is_marker_key(&r.key)).unwrap();
         let marker: Marker = serde_json::from_slice(last.value.as_deref().unwrap()).unwrap();
-        assert!(marker.report.frontier >= frontier + 1, "the marker covers the data");
+        assert!(marker.report.frontier > frontier, "the marker covers the data");
     }
 }

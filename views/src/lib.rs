@@ -94,8 +94,11 @@ impl Views {
     }
 }
 
+/// A range of pair keys.
+type PairRange = (std::ops::Bound<(Id, Id)>, std::ops::Bound<(Id, Id)>);
+
 /// Every (first, _) key: from (first, "") up to, not including, the next possible id.
-fn first_key_range(user: &Id) -> (std::ops::Bound<(Id, Id)>, std::ops::Bound<(Id, Id)>) {
+fn first_key_range(user: &Id) -> PairRange {
     use std::ops::Bound;
     let start = Bound::Included((user.clone(), Id::default()));
     // Ids are ASCII without NUL, so appending one gives the least id greater than every

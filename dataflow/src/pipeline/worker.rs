@@ -35,7 +35,7 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
     // Stages 3 and 4: the jobs, and publication of their output.
     let sink = sinks(shared);
     let probe: ProbeHandle<Epoch> = worker.dataflow::<Epoch, _, _>(|scope| {
-        let base = inputs.collections(scope.clone());
+        let base = inputs.collections(scope);
         let (probe, all) = jobs::views(&base).probe();
         publish::build(all.inner, index, peers, remap.clone(), sink);
         probe

@@ -35,19 +35,18 @@ impl StatePart for InteractionState {
                     self.interact(envelope.ts, user, product, weight, out);
                 }
             }
-            Event::OrderPlaced(e) => {
-                if !self.orders.contains_key(&e.order_id) {
-                    for (user, product, weight) in fold.weights.interactions(&envelope.event) {
-                        self.interact(envelope.ts, user, product, weight, out);
-                    }
-                    let mut lines = Vec::new();
-                    for line in &e.lines {
-                        let quantity = i64::from(line.quantity);
-                        add(&mut self.purchases, (e.user_id.clone(), line.product_id.clone()), quantity, &mut out.purchases);
-                        lines.push((e.user_id.clone(), line.product_id.clone(), quantity));
-                    }
-                    self.orders.insert(e.order_id.clone(), lines);
+            // A repeat of a placed order (its id again) adds nothing.
+            Event::OrderPlaced(e) if !self.orders.contains_key(&e.order_id) => {
+                for (user, product, weight) in fold.weights.interactions(&envelope.event) {
+                    self.interact(envelope.ts, user, product, weight, out);
                 }
+                let mut lines = Vec::new();
+                for line in &e.lines {
+                    let quantity = i64::from(line.quantity);
+                    add(&mut self.purchases, (e.user_id.clone(), line.product_id.clone()), quantity, &mut out.purchases);
+                    lines.push((e.user_id.clone(), line.product_id.clone(), quantity));
+                }
+                self.orders.insert(e.order_id.clone(), lines);
             }
             Event::OrderCancelled(e) => {
                 for (user, product, quantity) in self.orders.remove(&e.order_id).unwrap_or_default() {
