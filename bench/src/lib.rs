@@ -13,6 +13,7 @@ mod machine;
 mod pipeline;
 mod recommend;
 mod report;
+mod restart;
 
 use std::path::PathBuf;
 use std::time::Duration;

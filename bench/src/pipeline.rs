@@ -12,11 +12,12 @@ use futures::{SinkExt, StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use shopflow_dataflow::pipeline::{self, PipelineConfig, SOURCE_TOPICS};
-use shopflow_dataflow::snapshot::SnapshotStore;
 use shopflow_dataflow::views::Views;
 use shopflow_ingest::{EventLog, OutRecord, Position};
 
 use super::machine::{peak_rss_mib, MachineCpu, ThreadCpu};
+pub use super::restart::RestartResult;
+use super::restart::restart;
 use shopflow_shopdata::Workload;
 use shopflow_ingest::LogSettings;
 
@@ -155,53 +156,6 @@ pub struct FreshnessResult {
     pub cpu_cores_busy: f64,
 }
 
-/// A crash under steady load and the restart after it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RestartResult {
-    /// The pipeline settings of both runs: the defaults, bar workers and data directory.
-    pub snapshot_interval_ms: u64,
-    pub max_batch: usize,
-    pub workers: usize,
-    /// Catalog preloaded before producing (products).
-    pub preloaded_products: u64,
-    /// The first run's steady load up to the crash, with its produce-to-visible latency.
-    pub before_crash: FreshnessResult,
-    /// Seconds from the first pipeline's start until the crash.
-    pub first_run_secs: f64,
-    /// Source records in the log at the crash (catalog included).
-    pub log_records: u64,
-    /// Non-empty source partitions, and how many of them had a snapshot at the crash.
-    pub source_partitions: usize,
-    pub snapshotted_partitions: usize,
-    /// Records the restored snapshots hold (sum of their next offsets).
-    pub snapshot_records: u64,
-    /// Records beyond the restored snapshots: what the restart reads from the log again.
-    pub backlog_records: u64,
-    /// Distinct epochs recorded in `_remap` beyond the restored snapshots (what replay
-    /// re-creates one by one), and the remap entries (one per worker and epoch) behind them.
-    pub backlog_epochs: u64,
-    pub backlog_remap_entries: u64,
-    /// The backlog in seconds of production at the phase's rate.
-    pub backlog_secs_of_load: f64,
-    /// Age of the oldest snapshot file when the pipeline was stopped.
-    pub snapshot_age_secs: Option<f64>,
-    /// How long stopping the first pipeline took (no final snapshot is written).
-    pub stop_secs: f64,
-    /// Until `pipeline::start` returned (topic metadata, workers spawned).
-    pub restart_start_secs: f64,
-    /// From the restart until the views cover every source end offset (the `/readyz` rule).
-    pub ready_secs: f64,
-    /// backlog_records ÷ ready_secs.
-    pub replay_records_per_sec: f64,
-    /// Every compared view equal before the crash and once ready after the restart.
-    pub views_match: bool,
-    pub compared: Vec<ViewComparison>,
-    /// (seconds since restart, source records reflected, snapshot included) as progress advanced.
-    pub progress_timeline: Vec<(f64, u64)>,
-    pub cpu_by_thread: Vec<(String, f64)>,
-    pub cpu_cores_busy: f64,
-}
-
 /// The CPU of the machine outside the benchmark process while one phase ran.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PhaseLoad {
@@ -211,18 +165,6 @@ pub struct PhaseLoad {
     pub other_cores: f64,
     /// Cores the Kafka broker kept busy on average (part of the Kafka backend's cost).
     pub broker_cores: Option<f64>,
-}
-
-/// One view before the crash against the same view once the restarted pipeline is ready.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ViewComparison {
-    pub view: String,
-    pub rows_before: usize,
-    pub rows_after: usize,
-    /// Keys missing on either side or with different rows.
-    pub differing_keys: usize,
-    /// A few of them, as `key: before → after`.
-    pub samples: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -378,13 +320,13 @@ async fn restart_phase(backend: &Backend, config: &SuiteConfig, result: &mut Bac
 }
 
 /// A fresh log for one phase: its own directory (embedded) or namespace (Kafka).
-struct PhaseLog {
-    log: Arc<dyn EventLog>,
-    dir: PathBuf,
+pub(crate) struct PhaseLog {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) dir: PathBuf,
 }
 
 impl PhaseLog {
-    async fn open(backend: &Backend, config: &SuiteConfig, phase: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn open(backend: &Backend, config: &SuiteConfig, phase: &str) -> anyhow::Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = config
             .scratch
@@ -399,7 +341,7 @@ impl PhaseLog {
         Ok(Self { log, dir })
     }
 
-    fn pipeline_config(&self, config: &SuiteConfig) -> PipelineConfig {
+    pub(crate) fn pipeline_config(&self, config: &SuiteConfig) -> PipelineConfig {
         PipelineConfig {
             workers: config.workers,
             data_dir: self.dir.join("pipeline"),
@@ -409,7 +351,7 @@ impl PhaseLog {
 
     /// Closes the log and deletes its files (Kafka topics stay on the broker, which holds them
     /// in memory and is stopped after the benchmark).
-    async fn remove(self) {
+    pub(crate) async fn remove(self) {
         let dir = self.dir;
         drop(self.log);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
@@ -420,7 +362,7 @@ impl PhaseLog {
     }
 }
 
-async fn start_pipeline(
+pub(crate) async fn start_pipeline(
     config: PipelineConfig,
     log: Arc<dyn EventLog>,
     views: Arc<Views>,
@@ -429,13 +371,13 @@ async fn start_pipeline(
     Ok(tokio::task::spawn_blocking(move || pipeline::start(config, log, Some(views))).await??)
 }
 
-async fn stop_pipeline(handle: pipeline::PipelineHandle) -> anyhow::Result<()> {
+pub(crate) async fn stop_pipeline(handle: pipeline::PipelineHandle) -> anyhow::Result<()> {
     Ok(tokio::task::spawn_blocking(move || handle.stop()).await??)
 }
 
 /// Appends everything `generate` yields, generating on a separate thread so the appends are
 /// never waiting for the generator and vice versa.
-async fn load(
+pub(crate) async fn load(
     log: &Arc<dyn EventLog>,
     generate: impl FnOnce(&mut dyn FnMut(Vec<OutRecord>) -> bool) + Send + 'static,
 ) -> anyhow::Result<u64> {
@@ -464,7 +406,7 @@ async fn load(
 
 /// Appends reference data and `products` product.created events, in order, so updates and
 /// joins find them.
-async fn load_catalog(
+pub(crate) async fn load_catalog(
     log: &Arc<dyn EventLog>,
     workload: &mut Workload,
     products: u64,
@@ -485,7 +427,7 @@ async fn load_catalog(
 }
 
 /// The last written offset of every non-empty source partition.
-async fn source_targets(log: &dyn EventLog) -> anyhow::Result<Vec<Position>> {
+pub(crate) async fn source_targets(log: &dyn EventLog) -> anyhow::Result<Vec<Position>> {
     let mut out = Vec::new();
     for topic in SOURCE_TOPICS {
         for (p, end) in log.end_offsets(topic.name()).await?.into_iter().enumerate() {
@@ -498,7 +440,7 @@ async fn source_targets(log: &dyn EventLog) -> anyhow::Result<Vec<Position>> {
 }
 
 /// Source records the views reflect, summed over the given partitions.
-fn reflected(views: &Views, targets: &[Position]) -> u64 {
+pub(crate) fn reflected(views: &Views, targets: &[Position]) -> u64 {
     targets
         .iter()
         .map(|t| {
@@ -512,7 +454,7 @@ fn reflected(views: &Views, targets: &[Position]) -> u64 {
 
 /// Waits (on progress notifications, not by polling) until the views reflect every target,
 /// sampling how many records they reflect along the way.
-async fn await_views(
+pub(crate) async fn await_views(
     views: &Views,
     targets: &[Position],
     timeout: Duration,
@@ -547,7 +489,7 @@ async fn await_views(
     }
 }
 
-fn process_cpu(by_thread: &[(String, f64)]) -> f64 {
+pub(crate) fn process_cpu(by_thread: &[(String, f64)]) -> f64 {
     by_thread.iter().map(|(_, s)| s).sum()
 }
 
@@ -645,7 +587,7 @@ async fn throughput(backend: &Backend, config: &SuiteConfig) -> anyhow::Result<T
     })
 }
 
-async fn all_source_partitions(log: &dyn EventLog) -> anyhow::Result<Vec<(String, u32)>> {
+pub(crate) async fn all_source_partitions(log: &dyn EventLog) -> anyhow::Result<Vec<(String, u32)>> {
     let mut out = Vec::new();
     for topic in SOURCE_TOPICS {
         let count = log.partitions(topic.name()).await?;
@@ -718,7 +660,7 @@ async fn raw_consume(
 }
 
 /// One produced batch once the log acknowledged it.
-struct Acked {
+pub(crate) struct Acked {
     sent: Instant,
     acked: Instant,
     events: u64,
@@ -726,7 +668,7 @@ struct Acked {
     last: Vec<Position>,
 }
 
-fn last_per_partition(positions: Vec<Position>) -> Vec<Position> {
+pub(crate) fn last_per_partition(positions: Vec<Position>) -> Vec<Position> {
     let mut last: BTreeMap<(String, u32), u64> = BTreeMap::new();
     for p in positions {
         let e = last.entry((p.topic, p.partition)).or_insert(0);
@@ -737,7 +679,7 @@ fn last_per_partition(positions: Vec<Position>) -> Vec<Position> {
         .collect()
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // Microseconds, up to an hour, 3 significant digits.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
@@ -780,7 +722,7 @@ async fn measure_freshness(
 /// Produces at `config.rate` for `duration` on an absolute schedule and measures, per batch,
 /// the time until the views reflect it; returns once every batch is reflected (or the
 /// timeout passed after the last append answered).
-async fn steady_load(
+pub(crate) async fn steady_load(
     config: &SuiteConfig,
     log: &Arc<dyn EventLog>,
     views: &Arc<Views>,
@@ -904,259 +846,6 @@ async fn steady_load(
     })
 }
 
-/// The restart phase: a pipeline with the default settings (snapshot every 10 s, 20,000 records
-/// per epoch) under a steady load, stopped the way `kill -9` leaves its state (no final
-/// snapshot: only the periodic snapshots and the durable remap survive), then a fresh pipeline
-/// on the same log and data directory, timed until the views cover every end offset.
-async fn restart(backend: &Backend, config: &SuiteConfig) -> anyhow::Result<RestartResult> {
-    let phase = PhaseLog::open(backend, config, "restart").await?;
-    let outcome = measure_restart(config, &phase).await;
-    let log = phase.log.clone();
-    drop(log);
-    phase.remove().await;
-    outcome
-}
-
-async fn measure_restart(config: &SuiteConfig, phase: &PhaseLog) -> anyhow::Result<RestartResult> {
-    let log = &phase.log;
-    let pipeline_config = PipelineConfig {
-        snapshot_on_stop: false,
-        ..phase.pipeline_config(config)
-    };
-    let data_dir = pipeline_config.data_dir.clone();
-
-    // First run: the catalog, then the steady load until the crash.
-    let views = Arc::new(Views::new());
-    let first_started = Instant::now();
-    let handle = start_pipeline(pipeline_config.clone(), log.clone(), views.clone()).await?;
-    let first = async {
-        let products = config.products.min(100_000);
-        let mut workload = Workload::new(products, 0xf2e5);
-        load_catalog(log, &mut workload, products).await?;
-        let targets = source_targets(log.as_ref()).await?;
-        await_views(
-            &views,
-            &targets,
-            config.timeout,
-            Instant::now(),
-            &mut Vec::new(),
-        )
-        .await
-        .context("preloading the catalog")?;
-        let before_crash = steady_load(
-            config,
-            log,
-            &views,
-            workload,
-            config.restart_duration,
-            products,
-        )
-        .await?;
-        anyhow::ensure!(
-            before_crash.unresolved_batches == 0,
-            "{} batches of the first run were never reflected",
-            before_crash.unresolved_batches
-        );
-        Ok::<_, anyhow::Error>((products, before_crash))
-    }
-    .await;
-    // The producer has just stopped and the views reflect all it wrote: what they show now is
-    // what the restarted pipeline must show again.
-    let before = ViewsAt::take(&views);
-    let first_run_secs = first_started.elapsed().as_secs_f64();
-    let crashed_at = std::time::SystemTime::now();
-    let stop_started = Instant::now();
-    stop_pipeline(handle).await?;
-    let stop_secs = stop_started.elapsed().as_secs_f64();
-    let (preloaded_products, before_crash) = first?;
-    drop(views);
-
-    // What survived: the periodic snapshots, against the log's end.
-    let targets = source_targets(log.as_ref()).await?;
-    let log_records: u64 = targets.iter().map(|t| t.offset + 1).sum();
-    let store = SnapshotStore::new(data_dir.join("snapshots"));
-    let (mut snapshot_records, mut snapshotted_partitions) = (0u64, 0usize);
-    let mut oldest: Option<std::time::SystemTime> = None;
-    let mut restored: BTreeMap<(String, u32), u64> = BTreeMap::new();
-    let mut remap_from = u64::MAX;
-    for t in &targets {
-        let Some(state) = store.load(&t.topic, t.partition)? else {
-            restored.insert((t.topic.clone(), t.partition), 0);
-            remap_from = 0;
-            continue;
-        };
-        restored.insert((t.topic.clone(), t.partition), state.next_offset);
-        remap_from = remap_from.min(state.remap_next);
-        snapshotted_partitions += 1;
-        snapshot_records += state.next_offset.min(t.offset + 1);
-        let file = data_dir
-            .join("snapshots")
-            .join(format!("{}-{}.snap", t.topic, t.partition));
-        if let Ok(modified) = std::fs::metadata(&file).and_then(|m| m.modified()) {
-            oldest = Some(oldest.map_or(modified, |o| o.min(modified)));
-        }
-    }
-    let snapshot_age_secs = oldest
-        .and_then(|o| crashed_at.duration_since(o).ok())
-        .map(|d| d.as_secs_f64());
-    let backlog_records = log_records - snapshot_records;
-    let (backlog_epochs, backlog_remap_entries) =
-        recorded_epochs_beyond(log.clone(), &restored, remap_from, config.timeout).await?;
-
-    // Second run: fresh views, same log and data directory.
-    let views = Arc::new(Views::new());
-    let cpu_before = ThreadCpu::sample();
-    let started = Instant::now();
-    let handle = start_pipeline(pipeline_config.clone(), log.clone(), views.clone()).await?;
-    let restart_start_secs = started.elapsed().as_secs_f64();
-    let mut timeline = Vec::new();
-    let waited = await_views(&views, &targets, config.timeout, started, &mut timeline).await;
-    let ready_secs = started.elapsed().as_secs_f64();
-    let cpu_by_thread = ThreadCpu::sample().since(&cpu_before);
-    let after = ViewsAt::take(&views);
-    stop_pipeline(handle).await?;
-    waited.context("restart: waiting for the views to cover the log")?;
-
-    let compared = before.compare(&after);
-    Ok(RestartResult {
-        snapshot_interval_ms: pipeline_config.snapshot_interval_ms,
-        max_batch: pipeline_config.max_batch,
-        workers: pipeline_config.workers,
-        preloaded_products,
-        before_crash,
-        first_run_secs,
-        log_records,
-        source_partitions: targets.len(),
-        snapshotted_partitions,
-        snapshot_records,
-        backlog_records,
-        backlog_epochs,
-        backlog_remap_entries,
-        backlog_secs_of_load: backlog_records as f64 / config.rate.max(1) as f64,
-        snapshot_age_secs,
-        stop_secs,
-        restart_start_secs,
-        ready_secs,
-        replay_records_per_sec: backlog_records as f64 / ready_secs,
-        views_match: compared.iter().all(|c| c.differing_keys == 0),
-        compared,
-        progress_timeline: timeline,
-        cpu_cores_busy: process_cpu(&cpu_by_thread) / ready_secs,
-        cpu_by_thread,
-    })
-}
-
-/// Counts the epochs `_remap` records beyond the restored offsets (read from `from`, the
-/// earliest remap position a snapshot still needs): distinct epochs, and entries behind them.
-async fn recorded_epochs_beyond(
-    log: Arc<dyn EventLog>,
-    restored: &BTreeMap<(String, u32), u64>,
-    from: u64,
-    timeout: Duration,
-) -> anyhow::Result<(u64, u64)> {
-    let end = log
-        .end_offsets(pipeline::REMAP_TOPIC)
-        .await?
-        .first()
-        .copied()
-        .unwrap_or(0);
-    let restored = restored.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
-        let mut epochs = std::collections::BTreeSet::new();
-        let mut entries = 0u64;
-        let mut next = from.min(end);
-        if next == end {
-            return Ok((0, 0));
-        }
-        let mut reader = log.reader(&[Position::new(pipeline::REMAP_TOPIC, 0, next)])?;
-        let deadline = Instant::now() + timeout;
-        while next < end {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "reading the remap stalled at {next} of {end}"
-            );
-            for record in reader.poll(10_000, Duration::from_millis(100))? {
-                next = record.offset + 1;
-                let Some(entry) = record
-                    .value
-                    .as_deref()
-                    .and_then(|v| serde_json::from_slice::<pipeline::RemapEntry>(v).ok())
-                else {
-                    continue;
-                };
-                let beyond = entry.offsets.iter().any(|p| {
-                    restored
-                        .get(&(p.topic.clone(), p.partition))
-                        .is_some_and(|&r| p.offset > r)
-                });
-                if beyond {
-                    entries += 1;
-                    epochs.insert(entry.epoch);
-                }
-            }
-        }
-        Ok((epochs.len() as u64, entries))
-    })
-    .await?
-}
-
-/// The views the restart phase compares, as of one instant.
-struct ViewsAt {
-    products: Vec<(shopflow_events::Id, shopflow_dataflow::views::ProductRow)>,
-    stock: Vec<(
-        (shopflow_events::Id, shopflow_events::Id),
-        shopflow_dataflow::views::StockRow,
-    )>,
-    warehouses: Vec<(shopflow_events::Id, shopflow_dataflow::views::WarehouseRow)>,
-}
-
-impl ViewsAt {
-    fn take(views: &Views) -> Self {
-        Self {
-            products: views.products.snapshot(),
-            stock: views.stock.snapshot(),
-            warehouses: views.warehouses.snapshot(),
-        }
-    }
-
-    fn compare(&self, after: &ViewsAt) -> Vec<ViewComparison> {
-        vec![
-            compare_view("products", &self.products, &after.products),
-            compare_view("stock", &self.stock, &after.stock),
-            compare_view("warehouses", &self.warehouses, &after.warehouses),
-        ]
-    }
-}
-
-/// Compares two key-ordered snapshots of one view.
-fn compare_view<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
-    view: &str,
-    before: &[(K, V)],
-    after: &[(K, V)],
-) -> ViewComparison {
-    let b: BTreeMap<&K, &V> = before.iter().map(|(k, v)| (k, v)).collect();
-    let a: BTreeMap<&K, &V> = after.iter().map(|(k, v)| (k, v)).collect();
-    let mut differing_keys = 0;
-    let mut samples = Vec::new();
-    let keys: std::collections::BTreeSet<&K> = b.keys().chain(a.keys()).copied().collect();
-    for k in keys {
-        let (x, y) = (b.get(k), a.get(k));
-        if x != y {
-            differing_keys += 1;
-            if samples.len() < 3 {
-                samples.push(format!("{k:?}: {x:?} → {y:?}"));
-            }
-        }
-    }
-    ViewComparison {
-        view: view.to_owned(),
-        rows_before: before.len(),
-        rows_after: after.len(),
-        differing_keys,
-        samples,
-    }
-}
-
 /// Scratch root for a run's logs, next to the report.
 pub fn scratch_dir(out: &Path) -> PathBuf {
     out.join("scratch")
@@ -1165,16 +854,6 @@ pub fn scratch_dir(out: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn compare_view_counts_changed_missing_and_extra_keys() {
-        let before = vec![(1, "a"), (2, "b"), (3, "c")];
-        let after = vec![(1, "a"), (2, "x"), (4, "d")];
-        let c = compare_view("v", &before, &after);
-        assert_eq!((c.rows_before, c.rows_after, c.differing_keys), (3, 3, 3));
-        assert_eq!(c.samples.len(), 3);
-        assert_eq!(compare_view("v", &before, &before).differing_keys, 0);
-    }
 
     #[test]
     fn machine_load_is_sampled() {
