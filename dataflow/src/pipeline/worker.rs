@@ -26,6 +26,10 @@ use crate::views::{ProgressReport, ViewUpdate};
 /// instead of queueing.
 const MAX_IN_FLIGHT: usize = 8;
 
+/// Records re-appended during replay (remap entries, decisions, dead letters) are batched up
+/// to this many per durable append.
+const REPLAYED_SIDE_BATCH: usize = 5_000;
+
 pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineError> {
     let index = worker.index();
     let peers = worker.peers();
@@ -74,6 +78,7 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
 
     let mut changes = Changes::default();
     let mut side: Vec<OutRecord> = Vec::new();
+    let mut replayed_side: Vec<OutRecord> = Vec::new();
     let mut in_flight: VecDeque<Epoch> = VecDeque::new();
     let mut last_seal = Instant::now();
     let mut epoch_read = false;
@@ -96,14 +101,24 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         if source.epoch_complete(epoch_read || last_seal.elapsed() >= idle_tick) {
             let offsets = machine.positions();
             if epoch_read {
-                // The epoch's remap entry, with its dead letters and decisions, is durable
-                // before the frontier may pass the epoch.
                 side.push(RemapEntry { worker: index, peers, epoch, offsets: offsets.clone() }.record());
-                let written = append_durably(shared.log.as_ref(), std::mem::take(&mut side), &shared.stop)?;
-                // During replay the earlier run's entries for epochs still to come lie below
-                // this one: the snapshot may only skip them once they are replayed.
-                if let Some(entry) = written.last().filter(|_| !source.is_replaying()) {
-                    machine.remap_written(entry.offset);
+                if source.is_replaying() {
+                    // A replayed epoch's remap entry is durable already (replay follows it), and
+                    // so were its decisions and dead letters, unless a crash split their append:
+                    // they are appended again, idempotent by id, in batches rather than one
+                    // durable append per epoch, and all before live reading starts. (The
+                    // snapshot's remap position does not move during replay either.)
+                    replayed_side.append(&mut side);
+                    if replayed_side.len() >= REPLAYED_SIDE_BATCH {
+                        append_durably(shared.log.as_ref(), std::mem::take(&mut replayed_side), &shared.stop)?;
+                    }
+                } else {
+                    // The epoch's remap entry, with its dead letters and decisions, is durable
+                    // before the frontier may pass the epoch.
+                    let written = append_durably(shared.log.as_ref(), std::mem::take(&mut side), &shared.stop)?;
+                    if let Some(entry) = written.last() {
+                        machine.remap_written(entry.offset);
+                    }
                 }
                 remap.borrow_mut().push(epoch, offsets);
             }
@@ -112,6 +127,9 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
             let was_replaying = source.is_replaying();
             let recorded = source.sealed(|| machine.positions())?;
             if was_replaying && !source.is_replaying() {
+                if !replayed_side.is_empty() {
+                    append_durably(shared.log.as_ref(), std::mem::take(&mut replayed_side), &shared.stop)?;
+                }
                 tracing::info!(worker = index, "replay of recorded epochs done");
             }
             epoch = recorded.unwrap_or((epoch + 1).max(now_ms()));
@@ -120,6 +138,9 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
             machine.snapshot_if_due()?;
         }
         worker.step();
+    }
+    if !replayed_side.is_empty() {
+        append_durably(shared.log.as_ref(), replayed_side, &shared.stop)?;
     }
     machine.finish(shared.config.snapshot_on_stop)?;
     // Close the inputs and let the dataflow drain briefly; in a cluster the other processes
