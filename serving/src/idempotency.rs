@@ -341,9 +341,14 @@ impl AnswerCache {
     }
 
     pub(crate) fn get(&self, event_id: &Uuid) -> Option<(String, Accepted)> {
+        self.get_at(event_id, Instant::now())
+    }
+
+    /// `get` as of `now` (tests move the clock instead of sleeping).
+    fn get_at(&self, event_id: &Uuid, now: Instant) -> Option<(String, Accepted)> {
         let mut inner = self.inner.lock();
         let entry = inner.entries.get(event_id)?;
-        if entry.at.elapsed() >= self.ttl {
+        if now.saturating_duration_since(entry.at) >= self.ttl {
             inner.entries.remove(event_id);
             return None;
         }
@@ -352,7 +357,10 @@ impl AnswerCache {
 
     /// Keeps the first answer for a key (a concurrent repeat's equal answer changes nothing).
     pub(crate) fn insert(&self, event_id: Uuid, fingerprint: String, answer: Accepted) {
-        let now = Instant::now();
+        self.insert_at(event_id, fingerprint, answer, Instant::now());
+    }
+
+    fn insert_at(&self, event_id: Uuid, fingerprint: String, answer: Accepted, now: Instant) {
         let mut inner = self.inner.lock();
         let fresh = inner.entries.get(&event_id).is_some_and(|e| now.duration_since(e.at) < self.ttl);
         if !fresh {
@@ -493,12 +501,14 @@ mod tests {
         assert!(cache.get(&id(1)).is_none() && cache.get(&id(2)).is_none(), "the oldest went");
         assert_eq!(cache.get(&id(5)).unwrap().0, "f5");
 
-        let expiring = AnswerCache::new(10, Duration::from_millis(20));
-        expiring.insert(id(1), "f".into(), answer(1));
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(expiring.get(&id(1)).is_none());
-        expiring.insert(id(1), "g".into(), answer(2));
-        assert_eq!(expiring.get(&id(1)).unwrap().0, "g", "an expired key starts over");
+        let expiring = AnswerCache::new(10, Duration::from_secs(24 * 3600));
+        let t0 = Instant::now();
+        expiring.insert_at(id(1), "f".into(), answer(1), t0);
+        let day_later = t0 + Duration::from_secs(24 * 3600);
+        assert!(expiring.get_at(&id(1), day_later - Duration::from_secs(1)).is_some(), "kept for the whole TTL");
+        assert!(expiring.get_at(&id(1), day_later).is_none());
+        expiring.insert_at(id(1), "g".into(), answer(2), day_later);
+        assert_eq!(expiring.get_at(&id(1), day_later).unwrap().0, "g", "an expired key starts over");
         assert_eq!(expiring.len(), 1);
     }
 }
