@@ -359,7 +359,8 @@ fn compact(
             }
         }
         for (offset, tombstone, ts) in latest.into_values() {
-            if tombstone && ts < cutoff {
+            // At least as old as the retention (with zero: every tombstone, even one of this millisecond).
+            if tombstone && ts <= cutoff {
                 doomed.push(offset);
             } else {
                 stats.retained += 1;
