@@ -54,13 +54,10 @@ mod legacy {
     use crate::state::{CatalogState, InteractionState, InventoryState, PartitionSnapshot, PartitionState, Parts, ProductBase};
     use crate::views::{RequestRow, WarehouseRow};
 
-    /// Open orders' lines, as formats 1 and 2 stored them.
-    type Orders = Vec<(Id, Vec<(Id, Id, i64)>)>;
-
-    /// Format 1: plain postcard, no header, no remap position, no idempotency index.
+    /// The tables formats 1 and 2 stored, in their order. postcard writes a nested struct's
+    /// fields inline, so both formats embed this without any framing of their own.
     #[derive(Deserialize)]
-    pub struct V1 {
-        pub next_offset: u64,
+    pub struct Tables {
         pub products: Vec<(Id, ProductBase)>,
         pub categories: Vec<(Id, String)>,
         pub brands: Vec<(Id, String)>,
@@ -69,9 +66,17 @@ mod legacy {
         pub stock: Vec<((Id, Id), i64)>,
         pub interactions: Vec<((Id, Id), i64)>,
         pub purchases: Vec<((Id, Id), i64)>,
-        pub orders: Orders,
+        /// Open orders' lines.
+        pub orders: Vec<(Id, Vec<(Id, Id, i64)>)>,
         pub window: Vec<(i64, Id, i64)>,
         pub recent: Vec<uuid::Uuid>,
+    }
+
+    /// Format 1: plain postcard, no header, no remap position, no idempotency index.
+    #[derive(Deserialize)]
+    pub struct V1 {
+        pub next_offset: u64,
+        pub tables: Tables,
     }
 
     /// Format 2: one flat struct, with the remap position and the idempotency index.
@@ -80,17 +85,7 @@ mod legacy {
         pub next_offset: u64,
         pub remap_next: u64,
         pub latest_ts: i64,
-        pub products: Vec<(Id, ProductBase)>,
-        pub categories: Vec<(Id, String)>,
-        pub brands: Vec<(Id, String)>,
-        pub suppliers: Vec<(Id, String)>,
-        pub warehouses: Vec<(Id, WarehouseRow)>,
-        pub stock: Vec<((Id, Id), i64)>,
-        pub interactions: Vec<((Id, Id), i64)>,
-        pub purchases: Vec<((Id, Id), i64)>,
-        pub orders: Orders,
-        pub window: Vec<(i64, Id, i64)>,
-        pub recent: Vec<uuid::Uuid>,
+        pub tables: Tables,
         pub requests: Vec<RequestRow>,
     }
 
@@ -100,18 +95,8 @@ mod legacy {
                 next_offset: v1.next_offset,
                 // Unknown: the whole remap is read once, as without a snapshot.
                 remap_next: 0,
-                latest_ts: v1.window.iter().map(|(ts, _, _)| *ts).max().unwrap_or(0),
-                products: v1.products,
-                categories: v1.categories,
-                brands: v1.brands,
-                suppliers: v1.suppliers,
-                warehouses: v1.warehouses,
-                stock: v1.stock,
-                interactions: v1.interactions,
-                purchases: v1.purchases,
-                orders: v1.orders,
-                window: v1.window,
-                recent: v1.recent,
+                latest_ts: v1.tables.window.iter().map(|(ts, _, _)| *ts).max().unwrap_or(0),
+                tables: v1.tables,
                 // Format 1 predates idempotency keys: no write carried one.
                 requests: Vec::new(),
             }
@@ -120,26 +105,27 @@ mod legacy {
 
     impl V2 {
         pub fn into_state(self, topic: &str, partition: u32) -> PartitionState {
+            let t = self.tables;
             let parts = Parts {
                 catalog: CatalogState {
-                    products: self.products.into_iter().collect(),
-                    categories: self.categories.into_iter().collect(),
-                    brands: self.brands.into_iter().collect(),
-                    suppliers: self.suppliers.into_iter().collect(),
+                    products: t.products.into_iter().collect(),
+                    categories: t.categories.into_iter().collect(),
+                    brands: t.brands.into_iter().collect(),
+                    suppliers: t.suppliers.into_iter().collect(),
                 },
-                inventory: InventoryState { warehouses: self.warehouses.into_iter().collect(), stock: self.stock.into_iter().collect() },
+                inventory: InventoryState { warehouses: t.warehouses.into_iter().collect(), stock: t.stock.into_iter().collect() },
                 interactions: InteractionState {
-                    interactions: self.interactions.into_iter().collect(),
-                    purchases: self.purchases.into_iter().collect(),
-                    orders: self.orders.into_iter().collect(),
-                    window: self.window.into_iter().collect(),
+                    interactions: t.interactions.into_iter().collect(),
+                    purchases: t.purchases.into_iter().collect(),
+                    orders: t.orders.into_iter().collect(),
+                    window: t.window.into_iter().collect(),
                 },
             };
             let core = PartitionSnapshot {
                 next_offset: self.next_offset,
                 remap_next: self.remap_next,
                 latest_ts: self.latest_ts,
-                recent: self.recent,
+                recent: t.recent,
                 requests: self.requests,
                 sections: Vec::new(),
             };

@@ -108,6 +108,8 @@ pub fn parse_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// JSON with object keys sorted at every level and no whitespace: two bodies that parse to
 /// the same value have the same canonical form, whatever their formatting or key order.
+/// Written out rather than `Value::to_string`, which sorts keys only while no crate in the
+/// build enables serde_json's `preserve_order`: a fingerprint must not change with a feature.
 pub fn canonical_json(value: &Value) -> String {
     fn write(value: &Value, out: &mut String) {
         match value {

@@ -116,23 +116,26 @@ impl EndOffsets {
         if self.topics.iter().any(|t| !known.contains_key(t)) {
             return None;
         }
-        let covered = progress.covered_offsets();
-        let covered_of = |topic: &str, partition: u32| {
-            covered
-                .iter()
-                .find(|p| p.topic == topic && p.partition == partition)
-                .map_or(0, |p| p.offset)
-        };
-        Some(
-            known
-                .iter()
-                .flat_map(|(topic, ends)| {
-                    ends.iter().enumerate().map(move |(partition, end)| (topic, partition as u32, *end))
-                })
-                .map(|(topic, partition, end)| end.saturating_sub(covered_of(topic, partition)))
-                .sum(),
-        )
+        Some(behind(&known, progress).values().sum())
     }
+}
+
+/// Per topic, the records below `ends` (end offsets per partition) not yet reflected in the
+/// views. `Progress` only knows partitions some worker has reported: an unknown one counts as
+/// covered up to 0.
+fn behind(ends: &BTreeMap<String, Vec<u64>>, progress: &Progress) -> BTreeMap<String, u64> {
+    let covered: BTreeMap<(String, u32), u64> =
+        progress.covered_offsets().into_iter().map(|p| ((p.topic, p.partition), p.offset)).collect();
+    ends.iter()
+        .map(|(topic, ends)| {
+            let records = ends
+                .iter()
+                .enumerate()
+                .map(|(partition, end)| end.saturating_sub(covered.get(&(topic.clone(), partition as u32)).copied().unwrap_or(0)))
+                .sum();
+            (topic.clone(), records)
+        })
+        .collect()
 }
 
 /// Whether the views have caught up with the log since the server started: ready once the
@@ -224,24 +227,7 @@ impl Readiness {
         let Some(targets) = targets else {
             return Err(NotReady { reason: NotReadyReason::LogUnknown, behind: None });
         };
-        // `Progress` only knows partitions some worker has reported: an unknown one counts
-        // as covered up to 0, which is only enough when the partition was empty at start.
-        let covered: BTreeMap<(String, u32), u64> =
-            progress.covered_offsets().into_iter().map(|p| ((p.topic, p.partition), p.offset)).collect();
-        let topics: BTreeMap<String, u64> = targets
-            .iter()
-            .map(|(topic, ends)| {
-                let behind = ends
-                    .iter()
-                    .enumerate()
-                    .map(|(partition, end)| {
-                        let done = covered.get(&(topic.clone(), partition as u32)).copied().unwrap_or(0);
-                        end.saturating_sub(done)
-                    })
-                    .sum();
-                (topic.clone(), behind)
-            })
-            .collect();
+        let topics = behind(&targets, progress);
         let behind = Behind { records: topics.values().sum(), topics };
         // A frontier above 0 means every worker has reported at least once.
         let reason = if progress.frontier() == 0 {

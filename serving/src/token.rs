@@ -179,18 +179,29 @@ impl AppState {
         let Some(token) = &read.token else { return Ok(()) };
         self.check_token(token)?;
         let bound = read.wait.map_or(self.config.read_wait_max, |w| w.min(self.config.read_wait_max));
-        if self.views.progress.has_passed(token.positions()) {
+        self.await_passed(token.positions(), bound).await.map_err(|unsettled| match unsettled {
+            Unsettled::TooManyWaiters => {
+                tracing::debug!(token = %token, "consistency wait refused: too many waiting reads");
+                ApiError::TooManyWaiters { limit: self.config.max_consistency_waiters }
+            }
+            Unsettled::TimedOut => {
+                tracing::debug!(token = %token, waited_ms = bound.as_millis() as u64, "consistency wait timed out");
+                ApiError::ConsistencyTimeout { waited: bound }
+            }
+        })
+    }
+
+    /// Waits until the views have passed `positions`, at most `bound`, as one of at most
+    /// `max_consistency_waiters` waits (strong reads and keyed writes alike).
+    pub(crate) async fn await_passed(&self, positions: &[Position], bound: Duration) -> Result<(), Unsettled> {
+        if self.views.progress.has_passed(positions) {
             return Ok(());
         }
         let Some(_waiting) = self.wait_guard() else {
             metrics::counter!(WAITS_REFUSED).increment(1);
-            tracing::debug!(token = %token, "consistency wait refused: too many waiting reads");
-            return Err(ApiError::TooManyWaiters { limit: self.config.max_consistency_waiters });
+            return Err(Unsettled::TooManyWaiters);
         };
-        self.views.progress.wait_for(token.positions(), bound).await.map_err(|_| {
-            tracing::debug!(token = %token, waited_ms = bound.as_millis() as u64, "consistency wait timed out");
-            ApiError::ConsistencyTimeout { waited: bound }
-        })
+        self.views.progress.wait_for(positions, bound).await.map_err(|_| Unsettled::TimedOut)
     }
 
     /// Refuses positions no view will ever pass, so such a read does not wait its full bound.
@@ -220,6 +231,13 @@ impl AppState {
 }
 
 /// Reads refused a consistency wait because `max_consistency_waiters` were waiting.
+/// Why [`AppState::await_passed`] returned before the views passed its positions.
+pub(crate) enum Unsettled {
+    /// `max_consistency_waiters` waits were waiting already.
+    TooManyWaiters,
+    TimedOut,
+}
+
 const WAITS_REFUSED: &str = "serving_consistency_waits_refused_total";
 
 #[cfg(test)]

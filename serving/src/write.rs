@@ -16,7 +16,7 @@ use shopflow_ingest::{OutRecord, Position};
 use crate::error::ApiError;
 use crate::idempotency::{self, Keyed, Known, Write};
 use crate::state::AppState;
-use crate::token::{ConsistencyToken, TOKEN_HEADER};
+use crate::token::{ConsistencyToken, Unsettled, TOKEN_HEADER};
 
 /// The answer to an accepted write: `202` with the entity id, the event id and the token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -84,19 +84,19 @@ impl AppState {
         // Which record of this key landed first (maybe a concurrent repeat's, through another
         // replica) is known once the views have passed ours. One budget for the whole write.
         let remaining = self.config.write_timeout.saturating_sub(started.elapsed());
-        if !self.views.progress.has_passed(&positions) {
-            // Counted with the strong reads: waiting writes are as much a load as waiting reads.
-            // At the cap the record is in the log already; a retry with the key gets the answer.
-            let Some(_waiting) = self.wait_guard() else {
+        // Counted with the strong reads: waiting writes are as much a load as waiting reads.
+        // Either way the record is in the log already; a retry with the key gets the answer.
+        match self.await_passed(&positions, remaining).await {
+            Ok(()) => idempotency::settle(self, keyed, id, positions),
+            Err(Unsettled::TooManyWaiters) => {
                 tracing::warn!(event_id = %keyed.event_id, "keyed write appended; too many waiters to settle it now");
-                return Err(ApiError::IdempotencyPending);
-            };
-            if self.views.progress.wait_for(&positions, remaining).await.is_err() {
+                Err(ApiError::IdempotencyPending)
+            }
+            Err(Unsettled::TimedOut) => {
                 tracing::warn!(event_id = %keyed.event_id, waited_ms = remaining.as_millis() as u64, "keyed write appended but not settled in time");
-                return Err(ApiError::IdempotencyPending);
+                Err(ApiError::IdempotencyPending)
             }
         }
-        idempotency::settle(self, keyed, id, positions)
     }
 
     /// Appends one envelope under its partition key, within `write_timeout`.

@@ -3,12 +3,11 @@
 //! letters and decisions; snapshotted periodically off the worker thread.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shopflow_events::{DeadLetter, Envelope, Topic};
-use std::sync::Arc;
-
 use shopflow_ingest::{EventLog, OutRecord, Position, Record};
 
 use super::{PipelineConfig, PipelineError};
