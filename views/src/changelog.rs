@@ -326,27 +326,10 @@ mod tests {
     use super::*;
     use shopflow_events::Id;
     use crate::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TrendingRow, WarehouseRow};
-    use shopflow_events::Money;
     use shopflow_ingest::{EmbeddedLog, Record, TopicSpec};
 
     fn product(id: &str, name: &str) -> ViewUpdate {
-        ViewUpdate::Product {
-            key: Id::from(id),
-            row: Some(ProductRow {
-                product_id: Id::from(id),
-                name: name.into(),
-                description: String::new(),
-                price: Money::new(100, "EUR"),
-                sku: String::new(),
-                category_id: Id::from("c"),
-                category_name: None,
-                brand_id: Id::from("b"),
-                brand_name: None,
-                supplier_id: Id::from("s"),
-                supplier_name: None,
-                stock: 0,
-            }),
-        }
+        ViewUpdate::Product { key: Id::from(id), row: Some(ProductRow::sample(id, name)) }
     }
 
     /// An upsert and a delete of every view.

@@ -110,23 +110,9 @@ fn first_key_range(user: &Id) -> PairRange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shopflow_events::Money;
 
     fn product(id: &str) -> ProductRow {
-        ProductRow {
-            product_id: id.into(),
-            name: "p".into(),
-            description: String::new(),
-            price: Money::new(1, "EUR"),
-            sku: String::new(),
-            category_id: "c".into(),
-            category_name: None,
-            brand_id: "b".into(),
-            brand_name: None,
-            supplier_id: "s".into(),
-            supplier_name: None,
-            stock: 0,
-        }
+        ProductRow::sample(id, "p")
     }
 
     #[test]

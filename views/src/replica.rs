@@ -215,7 +215,7 @@ mod tests {
     use super::*;
     use crate::changelog::marker_key;
     use crate::ProductRow;
-    use shopflow_events::{Id, Money};
+    use shopflow_events::Id;
 
     const VIEWS: [(&str, u32); 2] = [("products", 2), ("stock", 2)];
 
@@ -250,23 +250,7 @@ mod tests {
     }
 
     fn product(id: &str, name: &str) -> ViewUpdate {
-        ViewUpdate::Product {
-            key: Id::from(id),
-            row: Some(ProductRow {
-                product_id: Id::from(id),
-                name: name.into(),
-                description: String::new(),
-                price: Money::new(1, "EUR"),
-                sku: String::new(),
-                category_id: Id::from("c"),
-                category_name: None,
-                brand_id: Id::from("b"),
-                brand_name: None,
-                supplier_id: Id::from("s"),
-                supplier_name: None,
-                stock: 0,
-            }),
-        }
+        ViewUpdate::Product { key: Id::from(id), row: Some(ProductRow::sample(id, name)) }
     }
 
     fn data(update: &ViewUpdate, value: Option<Vec<u8>>) -> Record {

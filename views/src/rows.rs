@@ -87,6 +87,27 @@ impl ViewRowType for ProductRow {
     }
 }
 
+#[cfg(test)]
+impl ProductRow {
+    /// A product with only its id and name set, for tests.
+    pub(crate) fn sample(id: &str, name: &str) -> Self {
+        ProductRow {
+            product_id: id.into(),
+            name: name.into(),
+            description: String::new(),
+            price: Money::new(1, "EUR"),
+            sku: String::new(),
+            category_id: "c".into(),
+            category_name: None,
+            brand_id: "b".into(),
+            brand_name: None,
+            supplier_id: "s".into(),
+            supplier_name: None,
+            stock: 0,
+        }
+    }
+}
+
 impl From<Box<ProductRow>> for ProductRow {
     fn from(boxed: Box<ProductRow>) -> Self {
         *boxed
