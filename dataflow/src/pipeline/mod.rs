@@ -213,6 +213,9 @@ fn now_ms() -> Epoch {
 /// Appends until acknowledged: the epoch must not be exposed before its remap is durable,
 /// and the log being briefly unavailable is no reason to lose the pipeline.
 fn append_durably(log: &dyn EventLog, records: Vec<OutRecord>, stop: &AtomicBool) -> Result<Vec<Position>, PipelineError> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut attempt = 0u32;
     loop {
         match futures::executor::block_on(log.append(records.clone())) {

@@ -127,9 +127,7 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
             let was_replaying = source.is_replaying();
             let recorded = source.sealed(|| machine.positions())?;
             if was_replaying && !source.is_replaying() {
-                if !replayed_side.is_empty() {
-                    append_durably(shared.log.as_ref(), std::mem::take(&mut replayed_side), &shared.stop)?;
-                }
+                append_durably(shared.log.as_ref(), std::mem::take(&mut replayed_side), &shared.stop)?;
                 tracing::info!(worker = index, "replay of recorded epochs done");
             }
             epoch = recorded.unwrap_or((epoch + 1).max(now_ms()));
@@ -139,9 +137,7 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         }
         worker.step();
     }
-    if !replayed_side.is_empty() {
-        append_durably(shared.log.as_ref(), replayed_side, &shared.stop)?;
-    }
+    append_durably(shared.log.as_ref(), replayed_side, &shared.stop)?;
     machine.finish(shared.config.snapshot_on_stop)?;
     // Close the inputs and let the dataflow drain briefly; in a cluster the other processes
     // may be stopping later or not at all, so after a grace period the dataflow is dropped
