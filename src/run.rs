@@ -27,11 +27,6 @@ pub fn apply_log_args(settings: &mut LogSettings, args: &LogArgs) {
     }
 }
 
-/// The configured log, with every event topic ensured (see `shopflow_ingest::open`).
-pub async fn open_log(settings: &LogSettings) -> anyhow::Result<Arc<dyn EventLog>> {
-    Ok(shopflow_ingest::open(settings).await?)
-}
-
 async fn start_pipeline(
     config: PipelineConfig,
     log: Arc<dyn EventLog>,
@@ -60,7 +55,7 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         settings.serving.listen = listen;
     }
     settings.pipeline.data_dir = settings.log.data_dir.join("pipeline");
-    let log = open_log(&settings.log).await?;
+    let log = shopflow_ingest::open(&settings.log).await?;
 
     let catalog_written: u64 = log.end_offsets(Topic::Catalog.name()).await?.iter().sum();
     if catalog_written == 0 && args.demo_products > 0 {
@@ -120,7 +115,7 @@ pub async fn pipeline(mut settings: Settings, args: PipelineArgs) -> anyhow::Res
     // a rescale, whichever worker takes a partition over loads its snapshot. Across machines,
     // this directory is the shared storage they all mount (see README, "Scale-out").
     config.data_dir = settings.log.data_dir.join("pipeline");
-    let log = open_log(&settings.log).await?;
+    let log = shopflow_ingest::open(&settings.log).await?;
     let handle = start_pipeline(settings.pipeline.clone(), log, None).await?;
     tracing::info!(process = settings.pipeline.process, workers = settings.pipeline.workers, "pipeline running");
     let stop = handle.stop_flag();
@@ -145,7 +140,7 @@ pub async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()
         settings.log.kafka.is_some(),
         "serve is a read replica of a pipeline cluster and needs --kafka (the embedded log belongs to one process: use `shopflow up`)"
     );
-    let log = open_log(&settings.log).await?;
+    let log = shopflow_ingest::open(&settings.log).await?;
     let mut export = settings.pipeline.clone();
     export.export_changelogs = true;
     pipeline::ensure_topics(log.as_ref(), &export).await?;

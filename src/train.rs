@@ -96,7 +96,7 @@ pub async fn run(mut settings: Settings, args: TrainArgs) -> anyhow::Result<()> 
             Loaded { events: file.events, users: file.users, items: file.items, source: format!("file:{}", path.display()) }
         }
         None => {
-            let log = crate::run::open_log(&settings.log).await?;
+            let log = shopflow_ingest::open(&settings.log).await?;
             let source = format!("log:{}", log.backend());
             // The pipeline's configured weights, so the model learns from the matrix it serves.
             let weights = settings.pipeline.weights;
