@@ -11,7 +11,7 @@ use timely::progress::Timestamp;
 
 use crate::jobs::Epoch;
 use crate::state::ProductBase;
-use crate::views::{RequestRow, WarehouseRow};
+use crate::views::{AccountRow, AddressRow, RequestRow, SessionRow, WarehouseRow};
 
 macro_rules! base_collections {
     (
@@ -98,6 +98,10 @@ base_collections! {
         purchases: (Id, Id),
         /// First writes under an idempotency key, by event id.
         requests: (uuid::Uuid, RequestRow),
+        /// Accounts, addresses and sessions by their keys, as the views show them.
+        accounts: (Id, AccountRow),
+        addresses: ((Id, Id), AddressRow),
+        sessions: (Id, SessionRow),
     }
     windowed {
         /// Products, the difference being weight inside the trending window.

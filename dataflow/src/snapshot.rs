@@ -51,7 +51,7 @@ mod legacy {
     use serde::Deserialize;
     use shopflow_events::Id;
 
-    use crate::state::{CatalogState, InteractionState, InventoryState, PartitionSnapshot, PartitionState, Parts, ProductBase};
+    use crate::state::{AccountsState, CatalogState, InteractionState, InventoryState, PartitionSnapshot, PartitionState, Parts, ProductBase};
     use crate::views::{RequestRow, WarehouseRow};
 
     /// The tables formats 1 and 2 stored, in their order. postcard writes a nested struct's
@@ -120,6 +120,8 @@ mod legacy {
                     orders: t.orders.into_iter().collect(),
                     window: t.window.into_iter().collect(),
                 },
+                // Format 2 predates accounts: the pipeline did not read `users` then.
+                accounts: AccountsState::default(),
             };
             let core = PartitionSnapshot {
                 next_offset: self.next_offset,

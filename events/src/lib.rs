@@ -72,6 +72,12 @@ pub enum Event {
     ProfileUpdated(ProfileUpdated),
     #[serde(rename = "user.address_added")]
     AddressAdded(AddressAdded),
+    #[serde(rename = "user.role_changed")]
+    RoleChanged(RoleChanged),
+    #[serde(rename = "user.session_started")]
+    SessionStarted(SessionStarted),
+    #[serde(rename = "user.session_refreshed")]
+    SessionRefreshed(SessionRefreshed),
     #[serde(rename = "user.session_revoked")]
     SessionRevoked(SessionRevoked),
 
@@ -127,7 +133,8 @@ impl Event {
             ProductCreated(_) | ProductUpdated(_) | ProductDeleted(_) | CategoryUpserted(_)
             | BrandUpserted(_) | SupplierUpserted(_) | ReviewPosted(_) => Topic::Catalog,
             WarehouseCreated(_) | StockReceived(_) | StockAdjusted(_) => Topic::Inventory,
-            UserRegistered(_) | ProfileUpdated(_) | AddressAdded(_) | SessionRevoked(_) => {
+            UserRegistered(_) | ProfileUpdated(_) | AddressAdded(_) | RoleChanged(_) | SessionStarted(_)
+            | SessionRefreshed(_) | SessionRevoked(_) => {
                 Topic::Users
             }
             CartItemAdded(_) | CartItemRemoved(_) | CartCleared(_) => Topic::Carts,
@@ -157,6 +164,9 @@ impl Event {
             UserRegistered(e) => &e.user_id,
             ProfileUpdated(e) => &e.user_id,
             AddressAdded(e) => &e.user_id,
+            RoleChanged(e) => &e.user_id,
+            SessionStarted(e) => &e.user_id,
+            SessionRefreshed(e) => &e.user_id,
             SessionRevoked(e) => &e.user_id,
             CartItemAdded(e) | CartItemRemoved(e) => &e.user_id,
             CartCleared(e) => &e.user_id,
@@ -194,6 +204,9 @@ impl Event {
             UserRegistered(_) => "user.registered",
             ProfileUpdated(_) => "user.profile_updated",
             AddressAdded(_) => "user.address_added",
+            RoleChanged(_) => "user.role_changed",
+            SessionStarted(_) => "user.session_started",
+            SessionRefreshed(_) => "user.session_refreshed",
             SessionRevoked(_) => "user.session_revoked",
             CartItemAdded(_) => "cart.item_added",
             CartItemRemoved(_) => "cart.item_removed",
@@ -233,6 +246,9 @@ pub const TYPE_NAMES: &[&str] = &[
     "user.registered",
     "user.profile_updated",
     "user.address_added",
+    "user.role_changed",
+    "user.session_started",
+    "user.session_refreshed",
     "user.session_revoked",
     "cart.item_added",
     "cart.item_removed",
@@ -323,6 +339,22 @@ pub fn idempotent_event_id(scope: &str, key: &str) -> uuid::Uuid {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5f0c_9a1e_6b2d_4c3f_8e7a_1d2c_3b4a_5968);
     let name = [scope.as_bytes(), b"\n", key.as_bytes()].concat();
     uuid::Uuid::new_v5(&NAMESPACE, &name)
+}
+
+/// An e-mail address as accounts compare them: trimmed and lower-cased (the local part too:
+/// no mail provider we serve distinguishes case, and two accounts differing only in case are
+/// a support problem, not a feature).
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// The user id of the account with `email`: a UUIDv5 of the normalised address. Deriving the
+/// id from the unique attribute puts every registration of one e-mail in one partition of
+/// `users` (the key is the user id), so "the e-mail is unique" is decided there by log order
+/// alone: the first registration wins, on every replay, whichever replicas accepted them.
+pub fn user_id_for_email(email: &str) -> Id {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x1b6f_44a0_93c2_4d7e_a5e1_0c9d_2f3b_7a61);
+    Id::from(uuid::Uuid::new_v5(&NAMESPACE, normalize_email(email).as_bytes()).to_string().as_str())
 }
 
 /// The JSON Schema of the envelope and every event type, generated from the Rust types.

@@ -106,6 +106,27 @@ pub struct StockAdjusted {
 
 // ---------- users (key: user id) ----------
 
+/// What an account may do. Customers act on their own profile, carts, orders and payments;
+/// admins also write the catalog, stock and order status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Customer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An account. The user id is derived from the e-mail ([`crate::user_id_for_email`]), so
+/// every registration of one e-mail lands in one partition, where the first in log order wins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRegistered {
@@ -117,6 +138,8 @@ pub struct UserRegistered {
     pub phone: String,
     /// PHC string of an argon2id hash; a plain password never enters the log.
     pub password_hash: String,
+    #[serde(default)]
+    pub role: Role,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -129,6 +152,14 @@ pub struct ProfileUpdated {
     pub phone: Option<String>,
 }
 
+/// Granted by `shopflow admin create` (an operator with access to the log), never over HTTP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChanged {
+    pub user_id: Id,
+    pub role: Role,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressAdded {
@@ -139,6 +170,43 @@ pub struct AddressAdded {
     #[serde(default)]
     pub state: String,
     pub country: String,
+    #[serde(default)]
+    pub zip: String,
+    /// The address orders use unless told otherwise; setting it unsets the previous default.
+    #[serde(default)]
+    pub is_default: bool,
+}
+
+/// A login: a new session (a family of refresh tokens). Only the SHA-256 of the refresh
+/// token is in the log; the token itself goes to the client alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStarted {
+    pub user_id: Id,
+    pub session_id: Id,
+    /// Hex SHA-256 of the refresh token.
+    pub refresh_hash: String,
+    /// Milliseconds since the Unix epoch.
+    pub issued_at: i64,
+    pub expires_at: i64,
+    #[serde(default)]
+    pub client_ip: String,
+}
+
+/// A refresh: the presented token is to be replaced by a new one. Decided by the pipeline in
+/// log order: the current token rotates; an already-rotated one is reuse, and revokes the
+/// whole session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRefreshed {
+    pub user_id: Id,
+    pub session_id: Id,
+    pub presented_hash: String,
+    pub refresh_hash: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    #[serde(default)]
+    pub client_ip: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -146,6 +214,9 @@ pub struct AddressAdded {
 pub struct SessionRevoked {
     pub user_id: Id,
     pub session_id: Id,
+    /// `logout`, `refresh_reuse`, ...
+    #[serde(default)]
+    pub reason: String,
 }
 
 // ---------- carts (key: user id) ----------

@@ -62,6 +62,15 @@ fn email(value: &str) -> Result {
     if ok { Ok(()) } else { Err(ValidationError::new("email", "must be an e-mail address")) }
 }
 
+/// A token's digest: the log never holds a token, only this.
+fn sha256_hex(value: &str, field: &'static str) -> Result {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(field, "must be a hex SHA-256 digest"))
+    }
+}
+
 /// A card token or gateway token: opaque, but never something that looks like a card number.
 fn token(value: &str, field: &'static str) -> Result {
     text(value, field, 128, true)?;
@@ -144,9 +153,25 @@ impl Event {
                 text(&e.street, "street", 200, true)?;
                 text(&e.city, "city", 100, true)?;
                 text(&e.state, "state", 100, false)?;
-                text(&e.country, "country", 100, true)
+                text(&e.country, "country", 100, true)?;
+                text(&e.zip, "zip", 20, false)
             }
-            SessionRevoked(e) => ids(&[(&e.user_id, "user_id"), (&e.session_id, "session_id")]),
+            RoleChanged(e) => e.user_id.check("user_id"),
+            SessionStarted(e) => {
+                ids(&[(&e.user_id, "user_id"), (&e.session_id, "session_id")])?;
+                sha256_hex(&e.refresh_hash, "refresh_hash")?;
+                text(&e.client_ip, "client_ip", 64, false)
+            }
+            SessionRefreshed(e) => {
+                ids(&[(&e.user_id, "user_id"), (&e.session_id, "session_id")])?;
+                sha256_hex(&e.presented_hash, "presented_hash")?;
+                sha256_hex(&e.refresh_hash, "refresh_hash")?;
+                text(&e.client_ip, "client_ip", 64, false)
+            }
+            SessionRevoked(e) => {
+                ids(&[(&e.user_id, "user_id"), (&e.session_id, "session_id")])?;
+                text(&e.reason, "reason", 64, false)
+            }
             CartItemAdded(e) | CartItemRemoved(e) => {
                 ids(&[(&e.user_id, "user_id"), (&e.product_id, "product_id")])?;
                 positive(e.quantity, "quantity")

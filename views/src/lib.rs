@@ -18,7 +18,7 @@ mod table;
 
 pub use progress::{Progress, ProgressReport, WaitError};
 pub use registry::{ViewKey, ViewRowType};
-pub use rows::{InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TopSellerRow, TrendingRow, WarehouseRow};
+pub use rows::{AccountRow, AddressRow, SessionRow, InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TopSellerRow, TrendingRow, WarehouseRow};
 pub use table::Table;
 
 // The registry: one line per view (see `registry` and the crate docs' recipe).
@@ -31,13 +31,17 @@ registry::views! {
     Trending(TrendingRow) => TrendingRow, trending, "trending";
     Request(RequestRow) => RequestRow, requests, "requests";
     TopSeller(TopSellerRow) => TopSellerRow, top_sellers, "top_sellers";
+    Account(AccountRow) => AccountRow, accounts, "accounts";
+    Address(AddressRow) => AddressRow, addresses, "addresses";
+    Session(SessionRow) => SessionRow, sessions, "sessions";
 }
 
 use shopflow_events::{Id, Topic};
 
 /// The source topics the pipeline's jobs read: the topics whose offsets the views' progress
 /// covers (and consistency tokens may name).
-pub const SOURCE_TOPICS: [Topic; 5] = [Topic::Catalog, Topic::Inventory, Topic::Interactions, Topic::Carts, Topic::Orders];
+pub const SOURCE_TOPICS: [Topic; 6] =
+    [Topic::Catalog, Topic::Inventory, Topic::Users, Topic::Interactions, Topic::Carts, Topic::Orders];
 
 /// Every view the serving layer answers from: the registry's tables (reached through
 /// `Deref`, e.g. `views.products`) plus the progress that says which offsets they reflect.

@@ -172,3 +172,80 @@ impl ViewRowType for TopSellerRow {
     }
 }
 
+
+/// An account (seed 003 `users`). The password hash is here because logging in checks it on
+/// whichever replica the request reaches; no route ever returns it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AccountRow {
+    pub user_id: Id,
+    /// Normalised (trimmed, lower-case).
+    pub email: String,
+    pub name: String,
+    pub phone: String,
+    pub role: shopflow_events::types::Role,
+    pub password_hash: String,
+    /// The registration that won the e-mail: a replica whose registration is not this one
+    /// answers 409.
+    pub registered_event: uuid::Uuid,
+    /// Milliseconds since the Unix epoch (event time).
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ViewRowType for AccountRow {
+    type Key = Id;
+    fn key(&self) -> Id {
+        self.user_id.clone()
+    }
+}
+
+/// A postal address of an account (seed 003 `addresses`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AddressRow {
+    pub user_id: Id,
+    pub address_id: Id,
+    pub street: String,
+    pub city: String,
+    pub state: String,
+    pub country: String,
+    pub zip: String,
+    pub is_default: bool,
+    pub created_at: i64,
+}
+
+impl ViewRowType for AddressRow {
+    type Key = (Id, Id);
+    fn key(&self) -> (Id, Id) {
+        (self.user_id.clone(), self.address_id.clone())
+    }
+}
+
+/// A login session and its current refresh token (seed 003 `auth_session`; a revoked one is
+/// seed 003's `blocked_auth`). Access tokens name their session, so every replica refuses
+/// them once this row says revoked, from memory.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub session_id: Id,
+    pub user_id: Id,
+    /// Hex SHA-256 of the refresh token that may be used next; never the token.
+    pub refresh_hash: String,
+    /// When the session started (login), and when its current refresh token was issued.
+    pub started_at: i64,
+    pub issued_at: i64,
+    /// When the current refresh token expires.
+    pub expires_at: i64,
+    pub client_ip: String,
+    /// `refresh` (the kind of the token this row holds the digest of).
+    pub token_type: String,
+    /// Rotations so far.
+    pub rotations: u32,
+    /// Why the session was revoked (`logout`, `refresh_reuse`); `None` while it is live.
+    pub revoked: Option<String>,
+}
+
+impl ViewRowType for SessionRow {
+    type Key = Id;
+    fn key(&self) -> Id {
+        self.session_id.clone()
+    }
+}

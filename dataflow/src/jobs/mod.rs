@@ -33,6 +33,9 @@ pub fn views<'scope, T: Timestamp + Lattice>(base: &BaseCollections<'scope, T>) 
         .concat(matrix.trending.map(ViewRow::Trending))
         .concat(top_sellers::build(base).map(ViewRow::TopSeller))
         .concat(base.requests.clone().map(|(_, row)| ViewRow::Request(row)))
+        .concat(base.accounts.clone().map(|(_, row)| ViewRow::Account(row)))
+        .concat(base.addresses.clone().map(|(_, row)| ViewRow::Address(row)))
+        .concat(base.sessions.clone().map(|(_, row)| ViewRow::Session(row)))
 }
 
 /// Left outer join with a right side that has at most one value per key (an upserted

@@ -5,11 +5,12 @@
 //! same event id seen again: a producer retry, or a repeat under an idempotency key).
 //!
 //! The state is made of parts, one per domain of events (`catalog`, `inventory`,
-//! `interactions`), each a module implementing [`StatePart`]: its maps, its fold, its rows as
+//! `interactions`, `accounts`), each a module implementing [`StatePart`]: its maps, its fold, its rows as
 //! insertions on restore, and its snapshot section. The core here owns what every partition
 //! has: its offsets, the duplicate filter and the idempotency index. A new part is its module
 //! plus one line in `state_parts!` below.
 
+mod accounts;
 mod catalog;
 mod fold;
 mod interactions;
@@ -24,6 +25,7 @@ use shopflow_events::Envelope;
 pub use crate::base::Changes;
 use crate::jobs::weights::InteractionWeights;
 use crate::views::RequestRow;
+pub use accounts::AccountsState;
 pub use catalog::{CatalogState, ProductBase};
 pub use interactions::{InteractionState, TRENDING_WINDOW_MS};
 pub use inventory::InventoryState;
@@ -113,6 +115,7 @@ state_parts! {
     catalog: CatalogState,
     inventory: InventoryState,
     interactions: InteractionState,
+    accounts: AccountsState,
 }
 
 #[derive(Default, Debug, Clone, PartialEq)]
