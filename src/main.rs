@@ -2,6 +2,7 @@
 //! the scale-out processes; `schema` prints the event JSON Schema; `bench` runs the macro
 //! benchmarks and writes a report.
 
+mod admin;
 mod models;
 mod run;
 mod settings;
@@ -43,6 +44,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Lists, promotes and rolls back trained recommendation models.
     Models(models::ModelsArgs),
+    /// Administers accounts: `admin create --email E` makes the first admin.
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Args, Clone)]
@@ -74,6 +77,10 @@ pub struct UpArgs {
     /// Products in the demo catalog loaded on first start (0: none).
     #[arg(long, default_value_t = 240)]
     pub demo_products: usize,
+    /// Creates (or promotes) this admin account at start; its password comes from
+    /// SHOPFLOW_ADMIN_PASSWORD.
+    #[arg(long)]
+    pub admin_email: Option<String>,
 }
 
 #[derive(Args)]
@@ -118,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime()?.block_on(shopflow_bench::run(args)),
         Command::Train(args) => runtime()?.block_on(train::run(settings, args)),
         Command::Models(args) => models::cli(settings, args),
+        Command::Admin(args) => runtime()?.block_on(admin::cli(settings, args)),
     }
 }
 

@@ -45,8 +45,38 @@ fn source_topics() -> Vec<String> {
     pipeline::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect()
 }
 
+/// Makes sure the serving layer has a signing key: the configured one, else the key file in
+/// the data directory, which `up` creates (random, owner-only) on first start. Replicas
+/// (`serve`) never create one: they must share the deployment's key, or tokens signed by one
+/// replica would be refused by the next.
+fn ensure_signing_key(settings: &mut Settings, create: bool) -> anyhow::Result<()> {
+    let auth = &mut settings.serving.auth;
+    if auth.key.is_some() || auth.key_file.is_some() {
+        return Ok(());
+    }
+    let path = settings.log.data_dir.join("auth").join("signing.key");
+    if !path.exists() {
+        anyhow::ensure!(
+            create,
+            "no signing key: set SHOPFLOW_SERVING__AUTH__KEY_FILE (the same key file for every replica), or put one at {}",
+            path.display()
+        );
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        let key: String = (0..2).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&path)?, key.as_bytes())?;
+        tracing::info!(path = %path.display(), "signing key created");
+    }
+    auth.key_file = Some(path);
+    Ok(())
+}
+
 pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     apply_log_args(&mut settings.log, &args.log);
+    ensure_signing_key(&mut settings, true)?;
     settings.serving.source_topics = source_topics();
     if let Some(w) = args.workers {
         settings.pipeline.workers = w;
@@ -66,20 +96,25 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         }
         tracing::info!(events = count, "demo catalog loaded");
     }
+    if let Some(email) = &args.admin_email {
+        let password = std::env::var(crate::admin::PASSWORD_ENV)
+            .map_err(|_| anyhow::anyhow!("--admin-email needs the password in {}", crate::admin::PASSWORD_ENV))?;
+        shopflow_serving::auth::admin::create(log.as_ref(), email, "", &password).await?;
+    }
 
     let views = Arc::new(Views::new());
     let handle = start_pipeline(settings.pipeline.clone(), log.clone(), Some(views.clone())).await?;
     let models = watch_models(&settings);
     let app = Application::build(settings.serving.clone(), log.clone(), views).await?.with_models(models);
     let base = format!("http://{}", app.local_addr());
-    let auth = match &settings.serving.admin_token {
-        Some(_) => " -H 'authorization: Bearer $SHOPFLOW_SERVING__ADMIN_TOKEN'",
-        None => "",
-    };
     println!(
-        "\nshopflow is up ({} log, {} pipeline workers)\n\n  browse:  {base}/api/v1/products\n  metrics: {base}/metrics\n\n  \
+        "\nshopflow is up ({} log, {} pipeline workers)\n\n  browse:  {base}/api/v1/products\n  metrics: {base}/metrics\n  \
+         openapi: {base}/api/v1/openapi.json\n\n  \
          curl -s {base}/api/v1/products?limit=3\n  \
-         curl -si{auth} -X POST {base}/api/v1/products -H 'content-type: application/json' \\\n    \
+         # an admin: SHOPFLOW_ADMIN_PASSWORD=... shopflow up --admin-email you@example.com, then\n  \
+         TOKEN=$(curl -s {base}/api/v1/auth/login -H 'content-type: application/json' \\\n    \
+         -d '{{\"email\":\"you@example.com\",\"password\":\"...\"}}' | jq -r .access_token)\n  \
+         curl -si -H \"authorization: Bearer $TOKEN\" -X POST {base}/api/v1/products -H 'content-type: application/json' \\\n    \
          -d '{{\"name\":\"Tea Pot\",\"price\":{{\"amount_minor\":2599,\"currency\":\"EUR\"}},\"category_id\":\"kitchen\",\"brand_id\":\"acme\",\"supplier_id\":\"sup-eu\"}}'\n  \
          curl -s -H 'x-consistency-token: <token from the answer>' {base}/api/v1/products/<id>\n",
         log.backend(),
@@ -136,6 +171,7 @@ pub async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()
     if let Some(listen) = args.listen {
         settings.serving.listen = listen;
     }
+    ensure_signing_key(&mut settings, false)?;
     anyhow::ensure!(
         settings.log.kafka.is_some(),
         "serve is a read replica of a pipeline cluster and needs --kafka (the embedded log belongs to one process: use `shopflow up`)"

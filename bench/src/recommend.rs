@@ -465,8 +465,10 @@ pub async fn run(config: &RecommendConfig) -> anyhow::Result<RecommendResult> {
     .await?;
     let serving = ServingConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        // Set only so the server does not warn about open writes; this suite sends none.
-        admin_token: Some(uuid::Uuid::new_v4().to_string()),
+        // A throwaway signing key: this suite signs nobody in.
+        auth: shopflow_serving::AuthConfig { key: Some(uuid::Uuid::new_v4().to_string().repeat(2)), ..Default::default() },
+        // The load comes from one address; the limits are not what this measures.
+        gateway: shopflow_serving::GatewayConfig { rate_limits: false, ..Default::default() },
         source_topics: SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
         ..Default::default()
     };

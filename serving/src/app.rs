@@ -19,6 +19,8 @@ pub enum ServingError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::auth::KeyError),
 }
 
 /// A bound, not yet running server.
@@ -48,10 +50,8 @@ impl Application {
         let listen = config.listen;
         let listener = TcpListener::bind(listen).await.map_err(|source| ServingError::Bind { addr: listen, source })?;
         let addr = listener.local_addr().map_err(|source| ServingError::Bind { addr: listen, source })?;
-        if config.admin_token.is_none() {
-            tracing::warn!("no admin token configured: catalog and stock writes are open to anyone");
-        }
-        let state = AppState::new(config, log, views);
+        let state = AppState::new(config, log, views)?;
+        tracing::info!(kid = state.auth.keys.active_kid(), "access tokens signed with the active key");
         crate::metrics::handle();
         // Best effort with a short bound: a log that is down must not keep the server from
         // starting; the background poll fills the offsets in later.
@@ -108,10 +108,23 @@ impl Application {
             state.config.end_offset_poll,
         ));
         let upkeep = tokio::spawn(crate::metrics::run_upkeep(Duration::from_secs(5)));
+        let limiter_upkeep = tokio::spawn({
+            let limiters = state.limiters.clone();
+            async move {
+                let mut ticker = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    ticker.tick().await;
+                    limiters.forget_idle();
+                }
+            }
+        });
         tracing::info!(%addr, backend = state.log.backend(), "serving http");
-        let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+        // With the peer address, which the gateway's per-IP limits key on.
+        let service = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
         poller.abort();
         upkeep.abort();
+        limiter_upkeep.abort();
         drop(readiness);
         tracing::info!(%addr, "http server stopped");
         result.map_err(ServingError::Serve)

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::auth::AuthConfig;
+pub use crate::gateway::GatewayConfig;
+
 /// How the serving layer listens, waits and authorises.
 ///
 /// Durations are written as integer milliseconds or as a string with a unit
@@ -21,9 +24,10 @@ pub struct ServingConfig {
     /// How long a write may wait for the log to make its record durable before 503.
     #[serde(with = "duration")]
     pub write_timeout: Duration,
-    /// Bearer token of the admin role. `None` leaves catalog and stock writes open
-    /// (development only; a warning is logged at startup).
-    pub admin_token: Option<String>,
+    /// Accounts and sessions: the JWT signing keys and token lifetimes.
+    pub auth: AuthConfig,
+    /// Rate limits, login throttling, request timeout, CORS.
+    pub gateway: GatewayConfig,
     /// How often the background task asks the log for its end offsets (lag headers).
     #[serde(with = "duration")]
     pub end_offset_poll: Duration,
@@ -44,7 +48,8 @@ impl Default for ServingConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             read_wait_max: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
-            admin_token: None,
+            auth: AuthConfig::default(),
+            gateway: GatewayConfig::default(),
             end_offset_poll: Duration::from_millis(500),
             // What the pipeline's jobs read, so a token from any write a view reflects is
             // accepted (the binary sets the same list explicitly).
@@ -55,14 +60,15 @@ impl Default for ServingConfig {
     }
 }
 
-// Hand-written so that the admin token never reaches a log line through `{:?}`.
+// Hand-written so that no key reaches a log line through `{:?}` (`AuthConfig` redacts too).
 impl fmt::Debug for ServingConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServingConfig")
             .field("listen", &self.listen)
             .field("read_wait_max", &self.read_wait_max)
             .field("write_timeout", &self.write_timeout)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("auth", &self.auth)
+            .field("gateway", &self.gateway)
             .field("end_offset_poll", &self.end_offset_poll)
             .field("source_topics", &self.source_topics)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -71,7 +77,7 @@ impl fmt::Debug for ServingConfig {
     }
 }
 
-/// Parses `"250ms"`, `"5s"`, `"2m"` or a bare number of milliseconds.
+/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"`, `"30d"` or a bare number of milliseconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -81,12 +87,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "ms" => Some(number),
         "s" => number.checked_mul(1_000),
         "m" => number.checked_mul(60_000),
-        _ => return Err(format!("invalid duration unit in {text:?} (use ms, s or m)")),
+        "h" => number.checked_mul(3_600_000),
+        "d" => number.checked_mul(86_400_000),
+        _ => return Err(format!("invalid duration unit in {text:?} (use ms, s, m, h or d)")),
     };
     millis.map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
-mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{de, Deserializer};
@@ -122,14 +130,16 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("40"), Ok(Duration::from_millis(40)));
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3_600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("5w").is_err());
         assert!(parse_duration("s").is_err());
     }
 
     #[test]
     fn loads_from_json_with_defaults_for_missing_fields() {
         let config: ServingConfig = serde_json::from_str(
-            r#"{"listen":"0.0.0.0:9000","read_wait_max":"2s","end_offset_poll":100,"admin_token":"s3cret"}"#,
+            r#"{"listen":"0.0.0.0:9000","read_wait_max":"2s","end_offset_poll":100,"auth":{"key":"s3cret-s3cret-s3cret-s3cret-s3cret!"}}"#,
         )
         .unwrap();
         assert_eq!(config.listen.port(), 9000);
@@ -151,10 +161,13 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_redacts_the_admin_token() {
-        let config = ServingConfig { admin_token: Some("s3cret".into()), ..Default::default() };
+    fn debug_output_redacts_the_signing_keys() {
+        let mut config = ServingConfig::default();
+        config.auth.key = Some("s3cret".into());
+        config.auth.previous_keys = vec!["0ld-s3cret".into()];
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(!debug.contains("0ld"), "{debug}");
         assert!(debug.contains("<redacted>"));
     }
 }

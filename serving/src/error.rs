@@ -52,6 +52,31 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("this operation needs the admin role")]
     Forbidden,
+    #[error("the access token is not valid")]
+    InvalidToken,
+    #[error("the access token has expired; refresh it")]
+    TokenExpired,
+    #[error("the access token's session was revoked")]
+    TokenRevoked,
+    #[error("wrong e-mail or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    InvalidRefreshToken(&'static str),
+    /// A refresh token that was already rotated away was presented: the session is revoked.
+    #[error("this refresh token was already used; the session is revoked, sign in again")]
+    RefreshTokenReused,
+    #[error("an account with this e-mail already exists")]
+    EmailTaken,
+    #[error("too many requests; retry after {}s", retry_after_secs(*retry_after))]
+    RateLimited { retry_after: Duration },
+    #[error("too many failed sign-ins; retry after {}s", retry_after_secs(*retry_after))]
+    TooManyFailedLogins { retry_after: Duration },
+    #[error("the request took too long")]
+    RequestTimeout,
+    /// The event is in the log but the pipeline's decision on it (unique e-mail, refresh
+    /// rotation) did not reach this replica's views in time.
+    #[error("the request is recorded but not decided yet; retry shortly")]
+    DecisionPending,
     #[error("the views did not reach the consistency token within {}ms", waited.as_millis())]
     ConsistencyTimeout { waited: Duration },
     /// As many reads as `max_consistency_waiters` are already waiting for their tokens.
@@ -89,6 +114,11 @@ impl ApiError {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
+            InvalidToken | TokenExpired | TokenRevoked | InvalidCredentials | InvalidRefreshToken(_)
+            | RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            EmailTaken => StatusCode::CONFLICT,
+            RateLimited { .. } | TooManyFailedLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RequestTimeout | DecisionPending => StatusCode::SERVICE_UNAVAILABLE,
             // 503 rather than 504: nothing upstream timed out, the view is behind; the same
             // request is likely to succeed shortly, which is what 503 + Retry-After says.
             ConsistencyTimeout { .. } | LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -120,6 +150,17 @@ impl ApiError {
             MethodNotAllowed => "method_not_allowed",
             Unauthorized(_) => "unauthorized",
             Forbidden => "forbidden",
+            InvalidToken => "invalid_token",
+            TokenExpired => "token_expired",
+            TokenRevoked => "token_revoked",
+            InvalidCredentials => "invalid_credentials",
+            InvalidRefreshToken(_) => "invalid_refresh_token",
+            RefreshTokenReused => "refresh_token_reused",
+            EmailTaken => "email_taken",
+            RateLimited { .. } => "rate_limited",
+            TooManyFailedLogins { .. } => "too_many_failed_logins",
+            RequestTimeout => "request_timeout",
+            DecisionPending => "decision_pending",
             ConsistencyTimeout { .. } => "consistency_timeout",
             TooManyWaiters { .. } => "too_many_waiters",
             NotReady(_) => "not_ready",
@@ -191,13 +232,24 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::IdempotencyPending => {
+            ApiError::InvalidToken | ApiError::TokenExpired | ApiError::TokenRevoked => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            }
+            ApiError::RateLimited { retry_after } | ApiError::TooManyFailedLogins { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(retry_after)));
+            }
+            ApiError::IdempotencyPending | ApiError::RequestTimeout | ApiError::DecisionPending => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             _ => {}
         }
         response
     }
+}
+
+/// Whole seconds for `Retry-After`, rounded up (and at least 1: "0" invites a retry storm).
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_millis().div_ceil(1_000).max(1) as u64
 }
 
 impl From<ValidationError> for ApiError {

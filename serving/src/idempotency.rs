@@ -47,7 +47,7 @@ use shopflow_events::Id;
 use shopflow_ingest::Position;
 use uuid::Uuid;
 
-use crate::auth::Admin;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::token::ConsistencyToken;
@@ -63,25 +63,20 @@ pub const ANSWER_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Most answers this process remembers; beyond that the oldest go (the views still know them).
 pub const ANSWER_CACHE_CAPACITY: usize = 10_000;
 
-/// Scope of a caller proven to be the admin (bearer token).
-const ADMIN_SCOPE: &str = "admin";
-/// Scope of a caller without credentials (development mode, or the open shopper routes).
+/// Scope of a caller without credentials (registration and other open routes).
 const ANONYMOUS_SCOPE: &str = "anonymous";
 
-/// Who a key belongs to: a stable name of the caller, never a credential. Today the only
-/// principal is the admin (its bearer token checked as the `Admin` extractor does); everyone
-/// else, including every caller while no admin token is configured, is anonymous. User
-/// accounts replace this with the user id.
-pub async fn caller_scope(parts: &mut Parts, state: &AppState) -> String {
-    let admin = state.config.admin_token.is_some() && Admin::from_request_parts(parts, state).await.is_ok();
-    scope_name(admin).to_owned()
+/// Who a key belongs to: a stable name of the caller, never a credential. A signed-in caller
+/// is their user id (proven by the access token, see `crate::auth`), so two users never share
+/// a key and a user's key is the same through every replica; everyone else is anonymous.
+pub fn caller_scope(parts: &Parts) -> String {
+    scope_name(parts.extensions.get::<Caller>())
 }
 
-fn scope_name(admin: bool) -> &'static str {
-    if admin {
-        ADMIN_SCOPE
-    } else {
-        ANONYMOUS_SCOPE
+fn scope_name(caller: Option<&Caller>) -> String {
+    match caller {
+        Some(caller) => format!("user:{}", caller.user_id),
+        None => ANONYMOUS_SCOPE.to_owned(),
     }
 }
 
@@ -227,7 +222,7 @@ impl KeyedRequest {
     /// `Ok(None)` for a request without a key (and nothing else is looked at); 400 for a bad key.
     pub(crate) async fn from_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, ApiError> {
         let Some(key) = parse_key(&parts.headers)? else { return Ok(None) };
-        let scope = caller_scope(parts, state).await;
+        let scope = caller_scope(parts);
         let event_id = shopflow_events::idempotent_event_id(&scope, &key);
         let route = match parts.extensions.get::<MatchedPath>() {
             Some(matched) => matched.as_str().to_owned(),
@@ -448,12 +443,21 @@ mod tests {
 
     #[test]
     fn scopes_separate_callers() {
-        assert_ne!(scope_name(true), scope_name(false));
+        let caller = |user: &str| Caller {
+            user_id: Id::from(user),
+            role: shopflow_events::types::Role::Customer,
+            session_id: Id::from("s"),
+        };
+        let (a, b) = (caller("a"), caller("b"));
+        assert_ne!(scope_name(Some(&a)), scope_name(Some(&b)));
+        assert_ne!(scope_name(Some(&a)), scope_name(None));
         let key = "order-42";
-        let admin = shopflow_events::idempotent_event_id(scope_name(true), key);
-        let anonymous = shopflow_events::idempotent_event_id(scope_name(false), key);
-        assert_ne!(admin, anonymous);
-        assert_eq!(admin, shopflow_events::idempotent_event_id(scope_name(true), key), "stable");
+        let first = shopflow_events::idempotent_event_id(&scope_name(Some(&a)), key);
+        let anonymous = shopflow_events::idempotent_event_id(&scope_name(None), key);
+        assert_ne!(first, anonymous);
+        // Another session of the same user is the same scope.
+        let other_session = Caller { session_id: Id::from("s2"), ..a.clone() };
+        assert_eq!(first, shopflow_events::idempotent_event_id(&scope_name(Some(&other_session)), key), "stable");
     }
 
     #[test]

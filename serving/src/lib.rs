@@ -40,6 +40,7 @@ pub mod auth;
 mod config;
 pub mod error;
 mod extract;
+pub mod gateway;
 pub mod idempotency;
 pub mod lag;
 pub mod metrics;
@@ -50,7 +51,7 @@ pub mod recommender;
 mod write;
 
 pub use app::{Application, ServingError};
-pub use config::{parse_duration, ServingConfig};
+pub use config::{parse_duration, AuthConfig, GatewayConfig, ServingConfig};
 pub use error::ApiError;
 pub use routes::router;
 pub use state::AppState;

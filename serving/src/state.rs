@@ -6,7 +6,9 @@ use shopflow_views::Views;
 use shopflow_ingest::EventLog;
 use tokio::sync::watch;
 
+use crate::auth::{Auth, KeyError};
 use crate::config::ServingConfig;
+use crate::gateway::Limiters;
 use crate::lag::{EndOffsets, NotReady, Readiness};
 use crate::recommender::ModelSlot;
 
@@ -31,17 +33,24 @@ pub struct AppState {
     readiness: Arc<Readiness>,
     /// First answers to writes under an idempotency key, per server (`crate::idempotency`).
     pub(crate) answers: Arc<crate::idempotency::AnswerCache>,
+    /// Signing keys and the password hasher.
+    pub auth: Arc<Auth>,
+    /// The gateway's rate limits and login throttle (per process).
+    pub limiters: Arc<Limiters>,
 }
 
 impl AppState {
-    pub fn new(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>) -> Self {
+    /// Fails only on configuration: no (or a too short) signing key.
+    pub fn new(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>) -> Result<Self, KeyError> {
+        let auth = Arc::new(Auth::from_config(&config.auth)?);
+        let limiters = Arc::new(Limiters::new(&config.gateway));
         let end_offsets = Arc::new(EndOffsets::new(config.source_topics.clone()));
         let waiting_reads = Arc::new(watch::channel(0).0);
         // Empty until a model is promoted: the recommendation routes answer from trending.
         let models = Arc::new(ModelSlot::new());
         let readiness = Arc::new(Readiness::default());
         let answers = crate::idempotency::new_answer_cache();
-        Self { log, views, config: Arc::new(config), end_offsets, models, waiting_reads, readiness, answers }
+        Ok(Self { log, views, config: Arc::new(config), end_offsets, models, waiting_reads, readiness, answers, auth, limiters })
     }
 
     /// Watches the number of reads waiting for a consistency token right now.

@@ -99,6 +99,26 @@ impl AppState {
         }
     }
 
+    /// Appends `event` and waits (within `write_timeout`) until this replica's views have
+    /// passed it, so the pipeline's decision on it (which registration of an e-mail won,
+    /// whether a refresh rotated) can be read from them. Returns the event's id and position.
+    /// Not in time: `503 decision_pending` (the event is in the log and will be decided).
+    pub(crate) async fn publish_decided(&self, event: Event) -> Result<(uuid::Uuid, Vec<Position>), ApiError> {
+        event.validate()?;
+        let started = Instant::now();
+        let envelope = Envelope::new(event);
+        let positions = self.append(&envelope).await?;
+        tracing::info!(event_type = envelope.event.type_name(), event_id = %envelope.id, "event appended");
+        let remaining = self.config.write_timeout.saturating_sub(started.elapsed());
+        match self.await_passed(&positions, remaining).await {
+            Ok(()) => Ok((envelope.id, positions)),
+            Err(Unsettled::TooManyWaiters | Unsettled::TimedOut) => {
+                tracing::warn!(event_id = %envelope.id, "event appended but its decision did not reach the views in time");
+                Err(ApiError::DecisionPending)
+            }
+        }
+    }
+
     /// Appends one envelope under its partition key, within `write_timeout`.
     async fn append(&self, envelope: &Envelope) -> Result<Vec<Position>, ApiError> {
         let record = OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json());

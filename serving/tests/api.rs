@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shopflow_views::ViewUpdate;
 use shopflow_serving::ConsistencyToken;
+use shopflow_events::types::Role;
 use support::*;
 
 const JSON: &str = "application/json";
@@ -287,19 +288,23 @@ async fn every_invalid_request_gets_a_4xx_json_error() -> Result<()> {
 }
 
 #[tokio::test]
-async fn admin_writes_need_the_bearer_token() -> Result<()> {
+async fn admin_writes_need_an_admin_access_token() -> Result<()> {
     let app = spawn_app().await;
     let url = app.url("/api/v1/products");
+    let config = support::test_config();
+    let customer = support::token_for(&config, "customer-1", Role::Customer);
 
     let r = app.client.post(&url).json(&product_body()).send().await?;
     ensure!(r.headers()["www-authenticate"] == "Bearer");
     expect_error(r, StatusCode::UNAUTHORIZED, "unauthorized").await?;
-    let r = app.client.post(&url).basic_auth("admin", Some("test-admin-token")).json(&product_body()).send().await?;
+    let r = app.client.post(&url).basic_auth("admin", Some("password")).json(&product_body()).send().await?;
     expect_error(r, StatusCode::UNAUTHORIZED, "unauthorized").await?;
     let r = app.client.post(&url).bearer_auth("wrong-token").json(&product_body()).send().await?;
+    expect_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await?;
+    let r = app.client.post(&url).bearer_auth(&customer).json(&product_body()).send().await?;
     expect_error(r, StatusCode::FORBIDDEN, "forbidden").await?;
-    // Authorisation is checked before the body: no validation details for strangers.
-    let r = app.client.post(&url).bearer_auth("wrong-token").header("content-type", JSON).body("{").send().await?;
+    // Authorisation is checked before the body: no validation details for customers.
+    let r = app.client.post(&url).bearer_auth(&customer).header("content-type", JSON).body("{").send().await?;
     expect_error(r, StatusCode::FORBIDDEN, "forbidden").await?;
     for (method, path, body) in [
         (Method::PATCH, "/api/v1/products/p-1", json!({"name": "x"})),
@@ -313,19 +318,16 @@ async fn admin_writes_need_the_bearer_token() -> Result<()> {
     ] {
         let r = app.client.request(method.clone(), app.url(path)).json(&body).send().await?;
         expect_error(r, StatusCode::UNAUTHORIZED, "unauthorized").await.with_context(|| format!("{method} {path}"))?;
+        let r = app.client.request(method.clone(), app.url(path)).bearer_auth(&customer).json(&body).send().await?;
+        expect_error(r, StatusCode::FORBIDDEN, "forbidden").await.with_context(|| format!("{method} {path} as a customer"))?;
     }
     ensure!(app.appended.is_empty(), "an unauthorised write reached the log");
 
-    let r = app.client.post(&url).bearer_auth("test-admin-token").json(&product_body()).send().await?;
+    let r = app.admin(Method::POST, "/api/v1/products").json(&product_body()).send().await?;
     ensure!(r.status() == StatusCode::ACCEPTED, "{}", r.status());
     // Reads are public.
     ensure!(app.client.get(&url).send().await?.status() == StatusCode::OK);
     app.stop().await;
-
-    let open = spawn_app_with(|c| c.admin_token = None).await;
-    let r = open.client.post(open.url("/api/v1/products")).json(&product_body()).send().await?;
-    ensure!(r.status() == StatusCode::ACCEPTED, "without a configured token writes are open: {}", r.status());
-    open.stop().await;
     Ok(())
 }
 

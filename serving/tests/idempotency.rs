@@ -33,7 +33,7 @@ use shopflow_serving::{Application, ServingConfig};
 use support::{apply_like_pipeline, report, spawn_app_with, Appended, TestApp};
 use tokio::sync::oneshot;
 
-const ADMIN_TOKEN: &str = "test-admin-token";
+static ADMIN_TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| support::admin_token(&support::test_config()));
 const KEY: &str = "idempotency-key";
 
 /// One HTTP answer, everything a client could compare.
@@ -86,7 +86,7 @@ async fn send(
     key: Option<&str>,
     body: Option<&Value>,
 ) -> Result<Answer> {
-    let mut request = client.request(method, format!("{base}{path}")).bearer_auth(ADMIN_TOKEN);
+    let mut request = client.request(method, format!("{base}{path}")).bearer_auth(&*ADMIN_TOKEN);
     if let Some(key) = key {
         request = request.header(KEY, key);
     }
@@ -229,7 +229,7 @@ impl Shop {
         let acks = Arc::new(SlowAcks { inner: log.clone(), slow_acks: AtomicUsize::new(0), delay: write_timeout * 3 });
         let serving = ServingConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            admin_token: Some(ADMIN_TOKEN.into()),
+            auth: support::test_config().auth,
             write_timeout,
             source_topics: pipeline::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
             ..ServingConfig::default()
@@ -339,7 +339,7 @@ async fn fifty_concurrent_repeats_through_two_replicas_get_one_answer_and_apply_
     for (i, answer) in answers.iter().enumerate() {
         ensure!(answer == &first, "answer {i} differs:\n{answer:?}\nvs\n{first:?}");
     }
-    let event_id = idempotent_event_id("admin", key);
+    let event_id = idempotent_event_id(&support::admin_scope(), key);
     ensure!(first.body["event_id"] == event_id.to_string(), "{first:?}");
     ensure!(first.body["id"] == event_id.to_string(), "a receipt's id is its event id: {first:?}");
 
@@ -406,7 +406,7 @@ async fn a_retry_after_an_append_timeout_that_landed_gets_the_first_records_answ
     shop.acks.slow_acks.store(1, Ordering::SeqCst);
     let failed = shop.post(0, "/api/v1/stock/receipts", Some(key), &body).await?.expect_error(503, "log_unavailable")?;
     ensure!(failed.retry_after.as_deref() == Some("1"), "{failed:?}");
-    let event_id = idempotent_event_id("admin", key);
+    let event_id = idempotent_event_id(&support::admin_scope(), key);
     let landed = shop.records_of("inventory", event_id).await?;
     ensure!(landed.len() == 1, "the timed-out append landed: {landed:?}");
 
@@ -431,7 +431,7 @@ async fn a_product_created_under_a_key_gets_one_id_derived_from_the_key() -> Res
     let shop = Shop::start(Duration::from_secs(10)).await;
     let key = "create-trail-shoe";
     let first = shop.post(0, "/api/v1/products", Some(key), &support::product_body()).await?.expect(202)?;
-    let event_id = idempotent_event_id("admin", key);
+    let event_id = idempotent_event_id(&support::admin_scope(), key);
     ensure!(first.body["id"] == event_id.to_string(), "the minted product id is the key's: {first:?}");
     for server in [0, 1] {
         let again = shop.post(server, "/api/v1/products", Some(key), &support::product_body()).await?;
@@ -550,7 +550,7 @@ async fn spawn_with_stand_in(write_timeout: Duration) -> (TestApp, StandIn) {
 async fn second_server(app: &TestApp) -> Server {
     let config = ServingConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        admin_token: Some(ADMIN_TOKEN.into()),
+        auth: support::test_config().auth,
         ..ServingConfig::default()
     };
     serve(config, app.log.clone(), app.views.clone()).await
@@ -591,7 +591,7 @@ async fn a_reused_key_is_refused_from_the_cache_and_from_the_views() -> Result<(
     let reordered = app
         .client
         .post(format!("{}{path}", fresh.base))
-        .bearer_auth(ADMIN_TOKEN)
+        .bearer_auth(&*ADMIN_TOKEN)
         .header(KEY, "k-2")
         .header("content-type", "application/json")
         .body("{ \"quantity\": 5,\n  \"warehouse_id\": \"wh-1\",  \"product_id\": \"p-r\" }")
@@ -707,7 +707,7 @@ async fn every_mutating_route_takes_a_key() -> Result<()> {
         let first = send(&app.client, &app.base, method.clone(), path, Some(&key), body.as_ref()).await?.expect(202)?;
         let again = send(&app.client, &app.base, method.clone(), path, Some(&key), body.as_ref()).await?;
         ensure!(again == first, "{method} {path}: {again:?} vs {first:?}");
-        ensure!(first.body["event_id"] == idempotent_event_id("admin", &key).to_string(), "{method} {path}: {first:?}");
+        ensure!(first.body["event_id"] == idempotent_event_id(&support::admin_scope(), &key).to_string(), "{method} {path}: {first:?}");
         if let Some(other_body) = other_body {
             send(&app.client, &app.base, method.clone(), path, Some(&key), Some(&other_body))
                 .await?
@@ -737,14 +737,14 @@ async fn malformed_keys_are_refused_before_anything_is_written() -> Result<()> {
         HeaderValue::from_bytes("caf\u{e9}".as_bytes())?,
     ];
     for value in bad {
-        let response = app.client.post(&url).bearer_auth(ADMIN_TOKEN).header(KEY, value.clone()).json(&receipt("p", 1)).send().await?;
+        let response = app.client.post(&url).bearer_auth(&*ADMIN_TOKEN).header(KEY, value.clone()).json(&receipt("p", 1)).send().await?;
         Answer::of(response).await?.expect_error(400, "invalid_idempotency_key").with_context(|| format!("{value:?}"))?;
     }
     // Twice in one request.
     let twice = app
         .client
         .delete(app.url("/api/v1/products/p-1"))
-        .bearer_auth(ADMIN_TOKEN)
+        .bearer_auth(&*ADMIN_TOKEN)
         .header(KEY, "a")
         .header(KEY, "b")
         .send()
@@ -756,11 +756,11 @@ async fn malformed_keys_are_refused_before_anything_is_written() -> Result<()> {
     ensure!(app.appended.try_recv().is_err(), "nothing was appended");
 
     // The longest key is fine (its write waits for views nobody fills here: pending).
-    let longest = app.client.post(&url).bearer_auth(ADMIN_TOKEN).header(KEY, "k".repeat(255)).json(&receipt("p", 1));
+    let longest = app.client.post(&url).bearer_auth(&*ADMIN_TOKEN).header(KEY, "k".repeat(255)).json(&receipt("p", 1));
     let appended = app.appended.recv();
     let (response, record) = tokio::join!(longest.send(), appended);
     let record = record.context("appended")?;
-    ensure!(record.envelope.id == idempotent_event_id("admin", &"k".repeat(255)));
+    ensure!(record.envelope.id == idempotent_event_id(&support::admin_scope(), &"k".repeat(255)));
     ensure!(record.envelope.request.is_some(), "the fingerprint travels with the event");
     let status = response?.status();
     ensure!(status == 503, "no pipeline here, so the write stays pending: {status}");

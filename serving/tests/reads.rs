@@ -110,7 +110,6 @@ async fn a_client_that_gives_up_frees_its_waiting_slot() -> Result<()> {
 async fn tokens_no_view_could_pass_are_refused_with_400_at_once() -> Result<()> {
     let app = spawn_app_with(|c| c.read_wait_max = Duration::from_secs(30)).await;
     for (token, needle) in [
-        ("users:0:5", "\"users\""),
         ("payments:0:1", "\"payments\""),
         ("catalog:0:1,decisions:0:1", "\"decisions\""),
         // The test log has PARTITIONS (4) partitions per topic: 0..=3.
@@ -144,9 +143,7 @@ struct Started {
 
 impl Started {
     async fn over(log: Arc<MemLog>, configure: impl FnOnce(&mut ServingConfig)) -> Result<Self> {
-        // No admin token: the tests write without one.
-        let mut config =
-            ServingConfig { listen: "127.0.0.1:0".parse()?, admin_token: None, ..ServingConfig::default() };
+        let mut config = support::test_config();
         configure(&mut config);
         let views = Arc::new(Views::new());
         let app = Application::build(config, log.clone(), views.clone()).await?;
@@ -202,7 +199,7 @@ async fn readyz_is_503_while_the_views_are_behind_the_log_at_start_and_200_once_
     let response = app.get("/readyz").await?;
     ensure!(response.headers().get("retry-after").is_some_and(|v| v == "1"));
     let error = expect_error(response, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await?;
-    ensure!(error["behind"] == json!({"records": 6, "topics": {"catalog": 6, "carts": 0, "interactions": 0, "inventory": 0, "orders": 0}}), "{error}");
+    ensure!(error["behind"] == json!({"records": 6, "topics": {"catalog": 6, "carts": 0, "interactions": 0, "inventory": 0, "orders": 0, "users": 0}}), "{error}");
     ensure!(error["message"].as_str().unwrap_or("").contains("not reported progress"), "{error}");
 
     // The pipeline works through half the backlog.
@@ -216,7 +213,13 @@ async fn readyz_is_503_while_the_views_are_behind_the_log_at_start_and_200_once_
     ensure!(!*ready.borrow() && !waiter.is_finished());
 
     // A write after the start is not part of what readiness waits for.
-    let late = app.client.post(format!("{}/api/v1/categories", app.base)).json(&json!({"name": "late"})).send().await?;
+    let late = app
+        .client
+        .post(format!("{}/api/v1/categories", app.base))
+        .bearer_auth(support::admin_token(&support::test_config()))
+        .json(&json!({"name": "late"}))
+        .send()
+        .await?;
     ensure!(late.status() == StatusCode::ACCEPTED, "{}", late.status());
     let late = appended.recv().await.context("the late write")?;
 

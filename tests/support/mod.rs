@@ -15,6 +15,18 @@ pub use shopflow_shopdata::scenario;
 #[allow(unused_imports)]
 pub use shopflow_ingest::testing::{kafka_broker, unique_namespace, BrokerHandle};
 
+/// The signing key every process of a test deployment shares (set through the environment,
+/// as an operator would), so tests can mint an admin's access token.
+pub const TEST_KEY: &str = "system-tests-signing-key-not-a-secret-0001";
+
+/// An admin's access token for [`TEST_KEY`] (its session need not exist: only revoked
+/// sessions are refused).
+pub fn admin_token() -> String {
+    let config = shopflow_serving::AuthConfig { key: Some(TEST_KEY.to_owned()), ..Default::default() };
+    let keys = shopflow_serving::auth::KeyRing::from_config(&config).expect("test key");
+    keys.issue(&shopflow_events::Id::from("system-test-admin"), shopflow_events::types::Role::Admin, &shopflow_events::Id::generate())
+}
+
 /// Generous: CI machines are slow and builds may be running beside the tests.
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -58,6 +70,9 @@ impl Shopflow {
             .current_dir(log_dir)
             .args(args)
             .env("RUST_LOG", "info,rdkafka=warn")
+            .env("SHOPFLOW_SERVING__AUTH__KEY", TEST_KEY)
+            // These tests load one address hard; the limits have their own tests.
+            .env("SHOPFLOW_SERVING__GATEWAY__RATE_LIMITS", "false")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -115,8 +130,12 @@ impl Drop for Shopflow {
     }
 }
 
+/// A client that signs every request as the admin.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", admin_token());
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().expect("ASCII"));
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build().unwrap()
 }
 
 /// GET with a consistency token, retrying while the views have not caught up (each try

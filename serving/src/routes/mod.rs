@@ -1,6 +1,8 @@
 //! The route table: one place that says which path and method go where, and which routes
-//! are reads (lag headers) or admin writes (the `Admin` extractor in the handler).
+//! are reads (lag headers). Who may call a route is the extractor its handler takes
+//! (`Admin`, `User`; see `crate::auth`).
 
+mod auth;
 mod catalog;
 mod interactions;
 pub mod products;
@@ -8,16 +10,20 @@ mod recommend;
 mod stock;
 mod system;
 mod top_sellers;
+mod users;
 mod warehouses;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post, MethodRouter};
+use tower::ServiceBuilder;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::state::AppState;
 
@@ -48,13 +54,35 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/recommend/similar/{id}", read(get(recommend::similar)))
         .route("/api/v1/recommend/trending", read(get(recommend::trending)))
         .route("/api/v1/top-sellers", read(get(top_sellers::list)))
+        .route("/api/v1/auth/register", post(auth::register))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/refresh", post(auth::refresh))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/users/me", read(get(users::me)))
+        .route("/api/v1/users/{id}", read(get(users::get)).put(users::update))
+        .route("/api/v1/users/{id}/addresses", read(get(users::addresses)).post(users::add_address))
         // After the routes: it replaces the 405 handler of every route defined so far.
         .method_not_allowed_fallback(system::method_not_allowed)
         .fallback(system::not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // Inside authentication: a signed-in request is also limited by its user.
+        .layer(from_fn_with_state(state.clone(), crate::gateway::limit))
+        .layer(from_fn_with_state(state.clone(), crate::auth::authenticate))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(crate::gateway::timed_out))
+                .timeout(state.config.gateway.request_timeout),
+        )
         .layer(from_fn(crate::metrics::track))
+        .layer(tower::util::option_layer(crate::gateway::cors(&state.config.gateway)))
         .layer(CatchPanicLayer::custom(system::panicked))
-        .layer(TraceLayer::new_for_http().make_span_with(system::span))
+        // One line per request at info: method, path, status, latency and the user id (when
+        // signed in), in the request's span. Never headers, query strings or bodies.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(system::span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
         // Outermost, so nothing below can print the admin token, whatever its log level.
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .with_state(state)

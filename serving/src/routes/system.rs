@@ -46,6 +46,7 @@ pub fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {
 }
 
 /// Method and path only: headers (Authorization) and the query string stay out of traces.
+/// `user_id` is filled in by authentication when the request is signed in.
 pub fn span(request: &Request) -> Span {
-    tracing::info_span!("http request", method = %request.method(), path = %request.uri().path())
+    tracing::info_span!("http request", method = %request.method(), path = %request.uri().path(), user_id = tracing::field::Empty)
 }

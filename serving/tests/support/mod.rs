@@ -13,6 +13,8 @@ use parking_lot::Mutex;
 use shopflow_views::{ProductRow, ProgressReport, StockRow, ViewUpdate, Views, WarehouseRow};
 use shopflow_events::{partition_for, Envelope, Event, Id, Money};
 use shopflow_ingest::{EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
+use shopflow_events::types::Role;
+use shopflow_serving::auth::KeyRing;
 use shopflow_serving::{AppState, Application, ModelSlot, ServingConfig};
 use tokio::sync::mpsc;
 
@@ -149,14 +151,39 @@ pub async fn spawn_app_with_models(models: Arc<ModelSlot>) -> TestApp {
     spawn(|_| {}, Some(models)).await
 }
 
+/// The signing key of every test server: servers of one test trust each other's tokens,
+/// as replicas of one deployment do.
+pub const TEST_KEY: &str = "serving-tests-signing-key-not-a-secret";
+/// The admin of [`admin_token`]; idempotency keys are scoped by it.
+pub const ADMIN_USER: &str = "admin-1";
+
+/// A serving configuration for tests: port 0 and the test signing key.
+pub fn test_config() -> ServingConfig {
+    let mut config = ServingConfig { listen: "127.0.0.1:0".parse().unwrap(), ..ServingConfig::default() };
+    config.auth.key = Some(TEST_KEY.to_owned());
+    config
+}
+
+/// The idempotency scope of [`admin_token`]'s caller.
+pub fn admin_scope() -> String {
+    format!("user:{ADMIN_USER}")
+}
+
+/// An access token of the admin role signed with `config`'s key (its session need not exist:
+/// only revoked sessions are refused).
+pub fn admin_token(config: &ServingConfig) -> String {
+    token_for(config, ADMIN_USER, Role::Admin)
+}
+
+pub fn token_for(config: &ServingConfig, user: &str, role: Role) -> String {
+    let keys = KeyRing::from_config(&config.auth).expect("test key");
+    keys.issue(&Id::new(user).unwrap(), role, &Id::generate())
+}
+
 async fn spawn(configure: impl FnOnce(&mut ServingConfig), models: Option<Arc<ModelSlot>>) -> TestApp {
-    let mut config = ServingConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_token: Some("test-admin-token".into()),
-        ..ServingConfig::default()
-    };
+    let mut config = test_config();
     configure(&mut config);
-    let admin_token = config.admin_token.clone();
+    let admin_token = Some(admin_token(&config));
     let (log, appended) = MemLog::new();
     let views = Arc::new(Views::new());
     let mut app = Application::build(config, log.clone(), views.clone()).await.expect("build app");
