@@ -8,7 +8,11 @@
 //!   restart: time to ready after a crash under that rate with the default settings.
 //! - `recommend`: `GET /api/v1/recommend/user/{id}` latency under load from concurrent HTTP
 //!   clients, against the real server with an NMF model fitted on a synthetic shop.
+//! - `auth`: argon2id and login latency, and product-read throughput with an access token
+//!   against without one (`auth.json`, merged like the external suites).
 
+mod auth;
+mod http;
 mod machine;
 mod pipeline;
 mod recommend;
@@ -62,7 +66,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,freshness,restart,recommend"
+        default_value = "throughput,freshness,restart,recommend,auth"
     )]
     pub phases: Vec<Phase>,
     /// Concurrent HTTP clients of the recommend suite (one keep-alive connection each).
@@ -90,6 +94,8 @@ pub enum Phase {
     Freshness,
     Restart,
     Recommend,
+    /// Login cost and the access-token check's cost on reads (`auth.json`).
+    Auth,
 }
 
 impl Phase {
@@ -98,7 +104,7 @@ impl Phase {
             Phase::Throughput => Some(pipeline::Phase::Throughput),
             Phase::Freshness => Some(pipeline::Phase::Freshness),
             Phase::Restart => Some(pipeline::Phase::Restart),
-            Phase::Recommend => None,
+            Phase::Recommend | Phase::Auth => None,
         }
     }
 }
@@ -221,6 +227,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             format!("{e:#}")
         }))
     };
+    // A stale result must not pass for this run's.
+    let auth_json = args.out.join("auth.json");
+    let _ = std::fs::remove_file(&auth_json);
+    if args.phases.contains(&Phase::Auth) {
+        let auth_config = auth::AuthConfig::new(args.quick, args.clients, config.scratch.clone());
+        match auth::run(&auth_config).await {
+            Ok(result) => std::fs::write(&auth_json, serde_json::to_vec_pretty(&result)?)?,
+            Err(e) => tracing::error!(error = format!("{e:#}"), "auth suite failed"),
+        }
+    }
     let _ = std::fs::remove_dir_all(&config.scratch);
 
     let report = report::Report::new(machine, &config, args.quick, results, recommend, &args.out)?;

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -34,8 +34,7 @@ use shopflow_events::{Id, Money};
 use shopflow_recommender::store::SIMILAR_K;
 use shopflow_recommender::{Interactions, Nmf, ServingModel};
 use shopflow_serving::{Application, ModelSlot, ServingConfig};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use super::http::Connection;
 
 use super::machine::ThreadCpu;
 use super::pipeline::Percentiles;
@@ -741,7 +740,7 @@ async fn request(
         *connection = Some(Connection::open(addr).await?);
     }
     let conn = connection.as_mut().expect("opened above");
-    let (status, keep_alive) = conn.get(path).await?;
+    let (status, keep_alive) = conn.get(path, "").await?;
     let answer = if status == 200 {
         serde_json::from_slice(&conn.body).context("not a recommendation answer")
     } else {
@@ -752,103 +751,6 @@ async fn request(
         *connection = None;
     }
     answer
-}
-
-/// A minimal HTTP/1.1 keep-alive client: one request at a time, bodies framed by
-/// content-length or chunked. Hand-written rather than reqwest because the binary does not
-/// depend on an HTTP client and because the load generator shares the cores with the server:
-/// the less CPU it takes per request, the less it distorts what it measures.
-struct Connection {
-    io: BufReader<TcpStream>,
-    line: String,
-    body: Vec<u8>,
-}
-
-impl Connection {
-    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        // Small requests, one at a time: Nagle's algorithm would only delay them.
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            io: BufReader::with_capacity(16 * 1024, stream),
-            line: String::new(),
-            body: Vec::new(),
-        })
-    }
-
-    /// Sends a GET and reads the whole answer into `self.body`; returns the status and
-    /// whether the connection may be reused.
-    async fn get(&mut self, path: &str) -> anyhow::Result<(u16, bool)> {
-        let request =
-            format!("GET {path} HTTP/1.1\r\nhost: shopflow\r\naccept: application/json\r\n\r\n");
-        self.io.get_mut().write_all(request.as_bytes()).await?;
-        self.read_line().await.context("reading the status line")?;
-        let status = self
-            .line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| anyhow!("bad status line {:?}", self.line))?;
-        let (mut length, mut chunked, mut keep_alive) = (None, false, true);
-        loop {
-            self.read_line().await.context("reading the headers")?;
-            let header = self.line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let (name, value) = header
-                .split_once(':')
-                .ok_or_else(|| anyhow!("bad header {header:?}"))?;
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.parse::<usize>().context("bad content-length")?);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.eq_ignore_ascii_case("chunked");
-            } else if name.eq_ignore_ascii_case("connection") {
-                keep_alive = !value.eq_ignore_ascii_case("close");
-            }
-        }
-        self.body.clear();
-        if chunked {
-            loop {
-                self.read_line().await.context("reading a chunk size")?;
-                let size = self.line.trim_end().split(';').next().unwrap_or_default();
-                let size = usize::from_str_radix(size.trim(), 16)
-                    .with_context(|| format!("bad chunk size {size:?}"))?;
-                if size == 0 {
-                    // Trailers, if any, up to the empty line.
-                    loop {
-                        self.read_line().await?;
-                        if self.line.trim_end().is_empty() {
-                            break;
-                        }
-                    }
-                    break;
-                }
-                let start = self.body.len();
-                self.body.resize(start + size, 0);
-                self.io.read_exact(&mut self.body[start..]).await?;
-                let mut crlf = [0u8; 2];
-                self.io.read_exact(&mut crlf).await?;
-            }
-        } else if let Some(n) = length {
-            self.body.resize(n, 0);
-            self.io.read_exact(&mut self.body).await?;
-        } else {
-            bail!("answer without content-length or chunked encoding");
-        }
-        Ok((status, keep_alive))
-    }
-
-    async fn read_line(&mut self) -> anyhow::Result<()> {
-        self.line.clear();
-        if self.io.read_line(&mut self.line).await? == 0 {
-            bail!("connection closed by the server");
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

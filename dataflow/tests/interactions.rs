@@ -22,7 +22,7 @@ fn viewed(user: &str, product: &str) -> Envelope {
 async fn interactions_purchases_and_trending_follow_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
-    for topic in ["catalog", "inventory", "interactions", "carts", "orders", "decisions"] {
+    for topic in ["catalog", "inventory", "users", "interactions", "carts", "orders", "decisions"] {
         log.ensure_topic(&TopicSpec::new(topic, 2)).await.unwrap();
     }
     log.ensure_topic(&TopicSpec::new("dlq", 1)).await.unwrap();

@@ -68,7 +68,7 @@ fn boundaries(log: &dyn EventLog, from: u64) -> BTreeMap<(String, u32), BTreeSet
 async fn a_replay_from_scratch_reproduces_every_recorded_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
-    for topic in ["catalog", "inventory", "interactions", "carts", "orders", "decisions"] {
+    for topic in ["catalog", "inventory", "users", "interactions", "carts", "orders", "decisions"] {
         log.ensure_topic(&TopicSpec::new(topic, 3)).await.unwrap();
     }
     log.ensure_topic(&TopicSpec::new("dlq", 1)).await.unwrap();

@@ -32,7 +32,7 @@ fn earliest_remap_offset(log: &dyn EventLog) -> u64 {
 async fn the_remap_is_truncated_below_the_snapshots_and_a_crash_restart_still_matches() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
-    for topic in ["catalog", "inventory", "interactions", "carts", "orders", "decisions", "dlq"] {
+    for topic in ["catalog", "inventory", "users", "interactions", "carts", "orders", "decisions", "dlq"] {
         log.ensure_topic(&TopicSpec::new(topic, 2)).await.unwrap();
     }
     let config = PipelineConfig { workers: 2, data_dir: dir.path().join("pipeline"), snapshot_interval_ms: 10, snapshot_on_stop: false, ..PipelineConfig::default() };

@@ -12,7 +12,7 @@ use shopflow_ingest::{EmbeddedLog, EventLog, Position, TopicSpec};
 async fn start_from_fixture(format: u32) -> Arc<Views> {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
-    for topic in ["catalog", "inventory", "interactions", "carts", "orders", "decisions", "dlq"] {
+    for topic in ["catalog", "inventory", "users", "interactions", "carts", "orders", "decisions", "dlq"] {
         log.ensure_topic(&TopicSpec::new(topic, 1)).await.unwrap();
     }
     let snapshots = dir.path().join("pipeline/snapshots");
