@@ -74,11 +74,38 @@ fn validate_id(value: &str) -> Result<(), ValidationError> {
 /// An amount of money in integer minor units (cents) of an ISO 4217 currency.
 /// Never a float: sums of prices must be exact.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Money {
     /// Amount in minor units, e.g. 1999 for 19.99.
     pub amount_minor: i64,
     /// ISO 4217 code, three upper-case letters.
+    #[cfg_attr(feature = "utoipa", schema(pattern = "^[A-Z]{3}$", example = "EUR"))]
     pub currency: String,
+}
+
+/// Written by hand rather than derived: the derive would say "a string", and the id rules
+/// (length, alphabet) belong in the document so that clients and fuzzers see them.
+#[cfg(feature = "utoipa")]
+mod id_schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    use super::{Id, MAX_ID_LEN};
+
+    impl utoipa::PartialSchema for Id {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_ID_LEN))
+                .pattern(Some("^[A-Za-z0-9_.:-]{1,64}$"))
+                .description(Some("An entity id: 1 to 64 characters of letters, digits and _ - . :"))
+                .examples(["0190d3f2-7c1e-7a4b-9f00-3c2d1e0f9a11"])
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for Id {}
 }
 
 impl Money {

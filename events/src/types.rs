@@ -110,6 +110,7 @@ pub struct StockAdjusted {
 /// admins also write the catalog, stock and order status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum Role {
     #[default]
     Customer,

@@ -194,17 +194,24 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error response (and the `ErrorBody` schema of the OpenAPI document:
+/// the type that is serialized is the one documented, so they cannot drift).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable, machine-readable: what clients switch on (`not_found`, `validation_failed`...).
+    #[schema(example = "validation_failed")]
     code: &'a str,
+    /// For humans; may change between releases.
     message: String,
+    /// The input field to blame, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// `not_ready` only: how far behind the log as of start the views are.
     #[serde(skip_serializing_if = "Option::is_none")]
     behind: Option<&'a Behind>,
 }
@@ -217,8 +224,8 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code = self.code(), error = %self, "request rejected");
         }
-        let body = Body {
-            error: Inner { code: self.code(), message: self.message(), field: self.field(), behind: self.behind() },
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code(), message: self.message(), field: self.field(), behind: self.behind() },
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -174,7 +174,7 @@ pub enum NotReadyReason {
 }
 
 /// Records of the log as of start not yet reflected in the views.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Behind {
     /// Over every source topic.
     pub records: u64,

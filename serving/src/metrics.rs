@@ -71,7 +71,18 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics`: the Prometheus text exposition format.
+/// Prometheus metrics
+///
+/// The Prometheus text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
+        (status = 500, description = "`internal_error`: no metrics recorder could be installed", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn render() -> Response {
     match handle() {
         Some(handle) => {

@@ -19,12 +19,14 @@ use crate::state::AppState;
 use crate::token::{ConsistencyToken, Unsettled, TOKEN_HEADER};
 
 /// The answer to an accepted write: `202` with the entity id, the event id and the token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The entity the write is about (product, warehouse, category...); for stock movements,
     /// which are not entities, the event id.
     pub id: String,
     pub event_id: String,
+    /// Pass to a read (`X-Consistency-Token` or `?consistency_token=`) to see this write.
+    #[schema(example = "catalog:3:1042")]
     pub consistency_token: String,
 }
 

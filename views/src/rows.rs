@@ -6,6 +6,7 @@ use super::registry::ViewRowType;
 /// A product with its category, brand and supplier joined (seed 003, query 1) and its total
 /// stock over all warehouses. Names are `None` while the referenced entity is unknown.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ProductRow {
     pub product_id: Id,
     pub name: String,
@@ -23,6 +24,7 @@ pub struct ProductRow {
 
 /// Units of one product in one warehouse.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct StockRow {
     pub product_id: Id,
     pub warehouse_id: Id,
@@ -31,6 +33,7 @@ pub struct StockRow {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct WarehouseRow {
     pub warehouse_id: Id,
     pub name: String,
@@ -158,6 +161,7 @@ impl ViewRowType for RequestRow {
 
 /// Units sold of one product (seed 003, query 2), with its category for per-category ranking.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct TopSellerRow {
     pub product_id: Id,
     /// `None` while the product is not (or no longer) in the catalog.

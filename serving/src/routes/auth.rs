@@ -14,6 +14,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use shopflow_events::types::{Role, SessionRefreshed, SessionRevoked, SessionStarted, UserRegistered};
 use shopflow_events::{Event, Id};
 use shopflow_views::AccountRow;
@@ -21,14 +22,15 @@ use shopflow_views::AccountRow;
 use crate::auth::password::{MAX_LEN, MIN_LEN};
 use crate::auth::refresh::{digest, RefreshToken};
 use crate::auth::User;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::gateway::ClientIp;
+use crate::openapi::{UserErrors, WriteErrors};
 use crate::state::AppState;
 use crate::token::{ConsistencyToken, TOKEN_HEADER};
 
 /// An account as the API shows it: never the password hash.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct UserView {
     pub user_id: Id,
     pub email: String,
@@ -54,7 +56,7 @@ impl From<AccountRow> for UserView {
 }
 
 /// No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
     email: String,
@@ -65,12 +67,27 @@ pub struct Register {
     phone: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Registered {
     pub user: UserView,
     pub consistency_token: String,
 }
 
+/// Register
+///
+/// Creates a customer account. The e-mail is unique: a second registration is `409`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    tag = "accounts",
+    request_body = Register,
+    responses(
+        (status = 201, description = "The account", body = Registered,
+            headers(("x-consistency-token" = String, description = "Pass to a read to see the account"))),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        WriteErrors,
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -120,7 +137,7 @@ fn check_password(password: &str) -> Result<(), ApiError> {
 }
 
 /// No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     email: String,
@@ -128,7 +145,7 @@ pub struct Login {
 }
 
 /// A signed-in session: a short-lived access token and the refresh token that renews it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionTokens {
     pub access_token: String,
     pub token_type: &'static str,
@@ -140,6 +157,20 @@ pub struct SessionTokens {
     pub user: UserView,
 }
 
+/// Sign in
+///
+/// A short-lived access token (JWT) and a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "accounts",
+    request_body = Login,
+    responses(
+        (status = 200, description = "A new session", body = SessionTokens),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        WriteErrors,
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -188,12 +219,26 @@ fn tokens(state: &AppState, account: AccountRow, session_id: Id, refresh: Refres
 }
 
 /// No `Debug`: it holds a token.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refresh {
     refresh_token: String,
 }
 
+/// Refresh a session
+///
+/// Rotates the refresh token; presenting a rotated one revokes the whole session.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "accounts",
+    request_body = Refresh,
+    responses(
+        (status = 200, description = "The session with new tokens", body = SessionTokens),
+        (status = 401, description = "`invalid_refresh_token` or `refresh_token_reused`", body = ErrorBody),
+        WriteErrors,
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -236,8 +281,22 @@ pub async fn refresh(
     Err(UNKNOWN)
 }
 
+/// Sign out
+///
 /// Ends the caller's session: its refresh token stops working, and so does every access
 /// token of it, on every replica, as soon as their views pass the revocation.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 503, description = "`log_unavailable` or `decision_pending`: retry", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
+        UserErrors,
+    )
+)]
 pub async fn logout(State(state): State<AppState>, User(caller): User) -> Result<StatusCode, ApiError> {
     let event = Event::SessionRevoked(SessionRevoked {
         user_id: caller.user_id.clone(),

@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use serde::Deserialize;
+use utoipa::ToSchema;
 use shopflow_events::types::NamedEntityUpserted;
 use shopflow_events::{Event, Id};
 
@@ -10,10 +11,11 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::WriteJson;
 use crate::idempotency::Write;
+use crate::openapi::{AdminErrors, WriteErrors};
 use crate::state::AppState;
 use crate::write::Accepted;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertNamed {
     /// Given: update (or create with) this id; absent: a new entity with a minted id (under an
@@ -33,14 +35,50 @@ async fn upsert(state: AppState, event: fn(NamedEntityUpserted) -> Event, reques
     state.submit(&write, event(entity), Some(id)).await
 }
 
+/// Create or update a category
+///
+/// Admin only. Without an `id` a new category is created.
+#[utoipa::path(
+    post,
+    path = "/api/v1/categories",
+    tag = "catalog",
+    params(Write),
+    request_body = UpsertNamed,
+    security(("bearer" = [])),
+    responses(Accepted, WriteErrors, AdminErrors)
+)]
 pub async fn upsert_category(State(state): State<AppState>, _: Admin, request: WriteJson<UpsertNamed>) -> Result<Accepted, ApiError> {
     upsert(state, Event::CategoryUpserted, request).await
 }
 
+/// Create or update a brand
+///
+/// Admin only. Without an `id` a new brand is created.
+#[utoipa::path(
+    post,
+    path = "/api/v1/brands",
+    tag = "catalog",
+    params(Write),
+    request_body = UpsertNamed,
+    security(("bearer" = [])),
+    responses(Accepted, WriteErrors, AdminErrors)
+)]
 pub async fn upsert_brand(State(state): State<AppState>, _: Admin, request: WriteJson<UpsertNamed>) -> Result<Accepted, ApiError> {
     upsert(state, Event::BrandUpserted, request).await
 }
 
+/// Create or update a supplier
+///
+/// Admin only. Without an `id` a new supplier is created.
+#[utoipa::path(
+    post,
+    path = "/api/v1/suppliers",
+    tag = "catalog",
+    params(Write),
+    request_body = UpsertNamed,
+    security(("bearer" = [])),
+    responses(Accepted, WriteErrors, AdminErrors)
+)]
 pub async fn upsert_supplier(State(state): State<AppState>, _: Admin, request: WriteJson<UpsertNamed>) -> Result<Accepted, ApiError> {
     upsert(state, Event::SupplierUpserted, request).await
 }

@@ -4,15 +4,18 @@
 
 use axum::extract::State;
 use serde::Deserialize;
+use utoipa::ToSchema;
 use shopflow_events::types::{ProductViewed, RecommendationClicked, SearchPerformed};
 use shopflow_events::{Event, Id};
 
 use crate::error::ApiError;
 use crate::extract::WriteJson;
+use crate::idempotency::Write;
+use crate::openapi::WriteErrors;
 use crate::state::AppState;
 use crate::write::Accepted;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum Interaction {
     #[serde(rename = "product.viewed")]
@@ -33,6 +36,17 @@ pub enum Interaction {
     },
 }
 
+/// Record an interaction
+///
+/// A product viewed, a recommendation clicked or a search performed. Open to every caller.
+#[utoipa::path(
+    post,
+    path = "/api/v1/interactions",
+    tag = "interactions",
+    params(Write),
+    request_body = Interaction,
+    responses(Accepted, WriteErrors)
+)]
 pub async fn record(State(state): State<AppState>, WriteJson { body, write }: WriteJson<Interaction>) -> Result<Accepted, ApiError> {
     let event = match body {
         Interaction::Viewed { user_id, product_id } => Event::ProductViewed(ProductViewed { user_id, product_id }),

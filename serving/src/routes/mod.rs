@@ -13,54 +13,83 @@ mod top_sellers;
 mod users;
 mod warehouses;
 
+use std::sync::Arc;
+
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post, MethodRouter};
+use axum::{Extension, Router};
 use tower::ServiceBuilder;
-use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
+use crate::openapi;
 use crate::state::AppState;
+
+/// The route table. Every route is registered here once, with `routes!(handler, ...)`:
+/// the handler's `#[utoipa::path]` gives both the axum route (path and method) and its entry
+/// in the OpenAPI document, so the two cannot drift. One `routes!` per path and kind: a path
+/// with reads and writes gets two registrations (axum and the document merge them), so
+/// that `read(...)` wraps exactly the read handlers.
+fn table(state: &AppState) -> OpenApiRouter<AppState> {
+    // Reads say how far behind the log the view is, on success and on error alike; the same
+    // wrapper documents those headers on every response of the operations it wraps.
+    let read = |routes: UtoipaMethodRouter<AppState>| {
+        let (schemas, mut paths, method_router) = routes;
+        openapi::add_lag_headers(&mut paths);
+        (schemas, paths, method_router)
+            .layer(from_fn_with_state(state.clone(), crate::lag::view_headers))
+    };
+
+    let mut table = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(crate::metrics::render))
+        .routes(routes!(system::openapi))
+        .routes(read(routes!(products::list)))
+        .routes(routes!(products::create))
+        .routes(read(routes!(products::get)))
+        .routes(routes!(products::update, products::delete))
+        .routes(read(routes!(stock::of_product)))
+        .routes(routes!(catalog::upsert_category))
+        .routes(routes!(catalog::upsert_brand))
+        .routes(routes!(catalog::upsert_supplier))
+        .routes(read(routes!(warehouses::list)))
+        .routes(routes!(warehouses::create))
+        .routes(read(routes!(warehouses::get)))
+        .routes(routes!(stock::receive))
+        .routes(routes!(stock::adjust))
+        .routes(routes!(interactions::record))
+        .routes(read(routes!(recommend::for_user)))
+        .routes(read(routes!(recommend::similar)))
+        .routes(read(routes!(recommend::trending)))
+        .routes(read(routes!(top_sellers::list)))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(read(routes!(users::me)))
+        .routes(read(routes!(users::get)))
+        .routes(routes!(users::update))
+        .routes(read(routes!(users::addresses)))
+        .routes(routes!(users::add_address));
+    openapi::add_gateway_responses(table.get_openapi_mut());
+    table
+}
 
 /// The whole HTTP API, ready to serve.
 pub fn router(state: AppState) -> Router {
-    // Reads say how far behind the log the view is, on success and on error alike.
-    let read = |route: MethodRouter<AppState>| route.layer(from_fn_with_state(state.clone(), crate::lag::view_headers));
-
-    Router::new()
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route("/metrics", get(crate::metrics::render))
-        .route("/api/v1/products", read(get(products::list)).post(products::create))
-        .route(
-            "/api/v1/products/{id}",
-            read(get(products::get)).patch(products::update).delete(products::delete),
-        )
-        .route("/api/v1/products/{id}/stock", read(get(stock::of_product)))
-        .route("/api/v1/categories", post(catalog::upsert_category))
-        .route("/api/v1/brands", post(catalog::upsert_brand))
-        .route("/api/v1/suppliers", post(catalog::upsert_supplier))
-        .route("/api/v1/warehouses", read(get(warehouses::list)).post(warehouses::create))
-        .route("/api/v1/warehouses/{id}", read(get(warehouses::get)))
-        .route("/api/v1/stock/receipts", post(stock::receive))
-        .route("/api/v1/stock/adjustments", post(stock::adjust))
-        .route("/api/v1/interactions", post(interactions::record))
-        .route("/api/v1/recommend/user/{id}", read(get(recommend::for_user)))
-        .route("/api/v1/recommend/similar/{id}", read(get(recommend::similar)))
-        .route("/api/v1/recommend/trending", read(get(recommend::trending)))
-        .route("/api/v1/top-sellers", read(get(top_sellers::list)))
-        .route("/api/v1/auth/register", post(auth::register))
-        .route("/api/v1/auth/login", post(auth::login))
-        .route("/api/v1/auth/refresh", post(auth::refresh))
-        .route("/api/v1/auth/logout", post(auth::logout))
-        .route("/api/v1/users/me", read(get(users::me)))
-        .route("/api/v1/users/{id}", read(get(users::get)).put(users::update))
-        .route("/api/v1/users/{id}/addresses", read(get(users::addresses)).post(users::add_address))
+    let (router, document) = table(&state).split_for_parts();
+    // Serialized once: the document does not change while the process runs.
+    let json = document.to_json().expect("the OpenAPI document serializes");
+    router
+        .layer(Extension(system::Document(Arc::new(json.into()))))
         // After the routes: it replaces the 405 handler of every route defined so far.
         .method_not_allowed_fallback(system::method_not_allowed)
         .fallback(system::not_found)
@@ -86,4 +115,10 @@ pub fn router(state: AppState) -> Router {
         // Outermost, so nothing below can print the admin token, whatever its log level.
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .with_state(state)
+}
+
+/// The OpenAPI document of [`router`] (the one served at `/api/v1/openapi.json`), for tools
+/// and tests that want it without a running server.
+pub fn document(state: &AppState) -> OpenApi {
+    table(state).into_openapi()
 }

@@ -5,6 +5,7 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use shopflow_views::ProductRow;
 use shopflow_events::types::{ProductCreated, ProductDeleted, ProductUpdated};
 use shopflow_events::{Event, Id, Money};
@@ -13,6 +14,7 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, IdPath, WriteJson};
 use crate::idempotency::Write;
+use crate::openapi::{AdminErrors, BodylessWriteErrors, NotFound, ReadErrors, WriteErrors};
 use crate::state::AppState;
 use crate::token::ReadConsistency;
 use crate::write::Accepted;
@@ -20,15 +22,24 @@ use crate::write::Accepted;
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Products per page.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only products of this category.
+    #[param(value_type = Option<Id>)]
     category: Option<String>,
+    /// Only products of this brand.
+    #[param(value_type = Option<Id>)]
     brand: Option<String>,
 }
 
-#[derive(Serialize)]
+/// One page of a list; `next_cursor` is absent on the last page.
+#[derive(Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -52,6 +63,16 @@ pub(crate) fn query_id(value: Option<String>, name: &str) -> Result<Option<Id>, 
         .transpose()
 }
 
+/// List products
+///
+/// The catalog view, ordered by product id, paginated by an opaque cursor.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    tag = "catalog",
+    params(ListQuery, ReadConsistency),
+    responses((status = 200, description = "A page of products", body = Page<ProductRow>), ReadErrors)
+)]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -80,6 +101,14 @@ pub async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
+/// Get a product
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{id}",
+    tag = "catalog",
+    params(("id" = Id, Path, description = "Product id"), ReadConsistency),
+    responses((status = 200, description = "The product", body = ProductRow), ReadErrors, NotFound)
+)]
 pub async fn get(
     State(state): State<AppState>,
     IdPath(id): IdPath,
@@ -94,7 +123,7 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound { entity: "product", id: id.to_string() })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     /// Optional client-chosen id (an imported SKU); otherwise the server mints one (a UUIDv7,
@@ -111,6 +140,23 @@ pub struct CreateProduct {
     supplier_id: Id,
 }
 
+/// Create a product
+///
+/// Admin only. Answers once the event is in the log; the product is readable once the views
+/// pass the returned token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    tag = "catalog",
+    params(Write),
+    request_body = CreateProduct,
+    security(("bearer" = [])),
+    responses(
+        Accepted,
+        WriteErrors,
+        AdminErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: Admin,
@@ -131,7 +177,7 @@ pub async fn create(
 }
 
 /// A partial update: absent (or null) fields keep their value.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
     name: Option<String>,
@@ -143,6 +189,23 @@ pub struct UpdateProduct {
     supplier_id: Option<Id>,
 }
 
+/// Update a product
+///
+/// Admin only. A partial update: absent (or null) fields keep their value; at least one
+/// must be given. An update of an unknown product is accepted and ignored by the pipeline.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/products/{id}",
+    tag = "catalog",
+    params(("id" = Id, Path, description = "Product id"), Write),
+    request_body = UpdateProduct,
+    security(("bearer" = [])),
+    responses(
+        Accepted,
+        WriteErrors,
+        AdminErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: Admin,
@@ -168,6 +231,21 @@ pub async fn update(
     state.submit(&write, Event::ProductUpdated(update), Some(product_id.to_string())).await
 }
 
+/// Delete a product
+///
+/// Admin only.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{id}",
+    tag = "catalog",
+    params(("id" = Id, Path, description = "Product id"), Write),
+    security(("bearer" = [])),
+    responses(
+        Accepted,
+        BodylessWriteErrors,
+        AdminErrors,
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     _: Admin,

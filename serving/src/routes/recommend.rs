@@ -16,11 +16,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use shopflow_views::{ProductRow, TrendingRow, Views};
 use shopflow_events::{Id, Money};
 
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, IdPath};
+use crate::openapi::{NotFound, ReadErrors};
 use crate::recommender::Recommender;
 use crate::routes::products::query_id;
 use crate::state::AppState;
@@ -29,14 +31,22 @@ use crate::token::ReadConsistency;
 pub const DEFAULT_LIMIT: u32 = 10;
 pub const MAX_LIMIT: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
+    /// How many products.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TrendingQuery {
+    /// How many products.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// Only products of this category.
+    #[param(value_type = Option<Id>)]
     category: Option<String>,
 }
 
@@ -49,7 +59,7 @@ fn checked_limit(limit: Option<u32>) -> Result<usize, ApiError> {
 }
 
 /// Where the items of an answer came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub enum Source {
     #[serde(rename = "model")]
     Model,
@@ -69,7 +79,7 @@ impl Source {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Item {
     product_id: Id,
     score: f64,
@@ -78,7 +88,7 @@ pub struct Item {
     category_id: Id,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserRecommendations {
     user_id: Id,
     items: Vec<Item>,
@@ -88,7 +98,7 @@ pub struct UserRecommendations {
     model_version: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SimilarProducts {
     product_id: Id,
     items: Vec<Item>,
@@ -96,7 +106,7 @@ pub struct SimilarProducts {
     model_version: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TrendingProducts {
     category: Option<Id>,
     items: Vec<Item>,
@@ -236,6 +246,17 @@ fn ask_model<T>(model: &dyn Recommender, what: &'static str, call: impl FnOnce()
     }
 }
 
+/// Recommendations for a user
+///
+/// From the promoted model, filled from trending; leaves out what is not buyable and what
+/// the user already bought. `source` says where the items came from.
+#[utoipa::path(
+    get,
+    path = "/api/v1/recommend/user/{id}",
+    tag = "recommendations",
+    params(("id" = Id, Path, description = "User id"), LimitQuery, ReadConsistency),
+    responses((status = 200, description = "Recommended products, best first", body = UserRecommendations), ReadErrors)
+)]
 pub async fn for_user(
     State(state): State<AppState>,
     IdPath(user_id): IdPath,
@@ -277,6 +298,14 @@ pub async fn for_user(
     Ok(Json(UserRecommendations { user_id, items: picker.items, source, model_version }))
 }
 
+/// Products similar to a product
+#[utoipa::path(
+    get,
+    path = "/api/v1/recommend/similar/{id}",
+    tag = "recommendations",
+    params(("id" = Id, Path, description = "Product id"), LimitQuery, ReadConsistency),
+    responses((status = 200, description = "Similar products, most similar first", body = SimilarProducts), ReadErrors, NotFound)
+)]
 pub async fn similar(
     State(state): State<AppState>,
     IdPath(product_id): IdPath,
@@ -313,6 +342,16 @@ pub async fn similar(
     Ok(Json(SimilarProducts { product_id, items: picker.items, source, model_version }))
 }
 
+/// Trending products
+///
+/// By weighted interactions within the trending window, optionally within one category.
+#[utoipa::path(
+    get,
+    path = "/api/v1/recommend/trending",
+    tag = "recommendations",
+    params(TrendingQuery, ReadConsistency),
+    responses((status = 200, description = "Trending products, most interactions first", body = TrendingProducts), ReadErrors)
+)]
 pub async fn trending(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<TrendingQuery>,

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use shopflow_views::StockRow;
 use shopflow_events::types::{StockAdjusted, StockReceived};
 use shopflow_events::{Event, Id};
@@ -11,11 +12,13 @@ use shopflow_events::{Event, Id};
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::{IdPath, WriteJson};
+use crate::idempotency::Write;
+use crate::openapi::{AdminErrors, NotFound, ReadErrors, WriteErrors};
 use crate::state::AppState;
 use crate::token::ReadConsistency;
 use crate::write::Accepted;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
     product_id: Id,
@@ -23,6 +26,18 @@ pub struct Receipt {
     quantity: u32,
 }
 
+/// Receive stock
+///
+/// Admin only. Units arriving at a warehouse.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stock/receipts",
+    tag = "stock",
+    params(Write),
+    request_body = Receipt,
+    security(("bearer" = [])),
+    responses(Accepted, WriteErrors, AdminErrors)
+)]
 pub async fn receive(
     State(state): State<AppState>,
     _: Admin,
@@ -36,7 +51,7 @@ pub async fn receive(
     state.submit(&write, event, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Adjustment {
     product_id: Id,
@@ -46,8 +61,20 @@ pub struct Adjustment {
     reason: String,
 }
 
-/// Accepted here does not mean applied: an adjustment below zero is rejected by the pipeline
-/// (recorded in `decisions`), because only the log order can say what the level is.
+/// Adjust stock
+///
+/// Admin only. A correction (positive or negative) of one warehouse's level. Accepted here
+/// does not mean applied: an adjustment below zero is rejected by the pipeline (recorded in
+/// `decisions`), because only the log order can say what the level is.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stock/adjustments",
+    tag = "stock",
+    params(Write),
+    request_body = Adjustment,
+    security(("bearer" = [])),
+    responses(Accepted, WriteErrors, AdminErrors)
+)]
 pub async fn adjust(
     State(state): State<AppState>,
     _: Admin,
@@ -62,20 +89,30 @@ pub async fn adjust(
     state.submit(&write, event, None).await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ProductStock {
     product_id: Id,
     warehouses: Vec<WarehouseStock>,
     total: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct WarehouseStock {
     warehouse_id: Id,
     warehouse_name: Option<String>,
     quantity: i64,
 }
 
+/// Stock of a product
+///
+/// Per warehouse and in total.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{id}/stock",
+    tag = "stock",
+    params(("id" = Id, Path, description = "Product id"), ReadConsistency),
+    responses((status = 200, description = "The product's stock", body = ProductStock), ReadErrors, NotFound)
+)]
 pub async fn of_product(
     State(state): State<AppState>,
     IdPath(product_id): IdPath,

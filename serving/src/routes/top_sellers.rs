@@ -4,28 +4,46 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use shopflow_events::Id;
+use utoipa::{IntoParams, ToSchema};
 use shopflow_views::TopSellerRow;
 
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::routes::products::query_id;
+use crate::openapi::ReadErrors;
 use crate::state::AppState;
 use crate::token::ReadConsistency;
 
 pub const DEFAULT_LIMIT: u32 = 10;
 pub const MAX_LIMIT: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TopSellersQuery {
+    /// How many products.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// Only products of this category.
+    #[param(value_type = Option<Id>)]
     category: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TopSellers {
     pub items: Vec<TopSellerRow>,
 }
 
+/// Top sellers
+///
+/// Ranked by units sold, globally or within one category.
+#[utoipa::path(
+    get,
+    path = "/api/v1/top-sellers",
+    tag = "recommendations",
+    params(TopSellersQuery, ReadConsistency),
+    responses((status = 200, description = "The best sellers, most units first", body = TopSellers), ReadErrors)
+)]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<TopSellersQuery>,

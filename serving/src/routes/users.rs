@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use shopflow_events::types::{AddressAdded, ProfileUpdated};
 use shopflow_events::{Event, Id};
 use shopflow_views::AddressRow;
@@ -12,16 +13,39 @@ use shopflow_views::AddressRow;
 use super::auth::UserView;
 use crate::auth::{Caller, User};
 use crate::error::ApiError;
+use crate::idempotency::Write;
+use crate::openapi::{NotFound, ReadErrors, UserErrors, WriteErrors};
 use crate::extract::{IdPath, WriteJson};
 use crate::state::AppState;
 use crate::token::ReadConsistency;
 use crate::write::Accepted;
 
+/// The caller's account
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me",
+    tag = "accounts",
+    params(ReadConsistency),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The account", body = UserView), ReadErrors, NotFound, UserErrors)
+)]
 pub async fn me(State(state): State<AppState>, User(caller): User, read: ReadConsistency) -> Result<Json<UserView>, ApiError> {
     state.consistent(&read).await?;
     account(&state, &caller, &caller.user_id)
 }
 
+/// An account
+///
+/// A customer's own only (another's is `404`, as an unknown id); admins see every account.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "accounts",
+    operation_id = "get_user",
+    params(("id" = Id, Path, description = "User id"), ReadConsistency),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The account", body = UserView), ReadErrors, NotFound, UserErrors)
+)]
 pub async fn get(
     State(state): State<AppState>,
     User(caller): User,
@@ -50,13 +74,26 @@ fn owned(state: &AppState, caller: &Caller, id: &Id) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfile {
     name: Option<String>,
     phone: Option<String>,
 }
 
+/// Update a profile
+///
+/// The caller's own (or any, for admins); at least one of `name`, `phone`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{id}",
+    tag = "accounts",
+    operation_id = "update_user",
+    params(("id" = Id, Path, description = "User id"), Write),
+    request_body = UpdateProfile,
+    security(("bearer" = [])),
+    responses(Accepted, WriteErrors, NotFound, UserErrors)
+)]
 pub async fn update(
     State(state): State<AppState>,
     User(caller): User,
@@ -71,7 +108,7 @@ pub async fn update(
     state.submit(&write, event, Some(id.to_string())).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAddress {
     street: String,
@@ -85,6 +122,16 @@ pub struct NewAddress {
     is_default: bool,
 }
 
+/// Add an address
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/addresses",
+    tag = "accounts",
+    params(("id" = Id, Path, description = "User id"), Write),
+    request_body = NewAddress,
+    security(("bearer" = [])),
+    responses(Accepted, WriteErrors, NotFound, UserErrors)
+)]
 pub async fn add_address(
     State(state): State<AppState>,
     User(caller): User,
@@ -106,12 +153,12 @@ pub async fn add_address(
     state.submit(&write, event, Some(address_id.to_string())).await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AddressList {
     pub items: Vec<AddressView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AddressView {
     pub address_id: Id,
     pub street: String,
@@ -138,7 +185,17 @@ impl From<AddressRow> for AddressView {
     }
 }
 
-/// A user's addresses, oldest first (a handful each, so no pagination).
+/// A user's addresses
+///
+/// Oldest first (a handful each, so no pagination).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}/addresses",
+    tag = "accounts",
+    params(("id" = Id, Path, description = "User id"), ReadConsistency),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The addresses", body = AddressList), ReadErrors, NotFound, UserErrors)
+)]
 pub async fn addresses(
     State(state): State<AppState>,
     User(caller): User,

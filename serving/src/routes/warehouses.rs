@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
+use utoipa::ToSchema;
 use shopflow_views::WarehouseRow;
 use shopflow_events::types::WarehouseCreated;
 use shopflow_events::{Event, Id};
@@ -10,22 +11,41 @@ use shopflow_events::{Event, Id};
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::{IdPath, WriteJson};
+use crate::idempotency::Write;
+use crate::openapi::{AdminErrors, NotFound, ReadErrors, WriteErrors};
 use crate::state::AppState;
 use crate::token::ReadConsistency;
 use crate::write::Accepted;
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, ToSchema)]
 pub struct WarehouseList {
     items: Vec<WarehouseRow>,
 }
 
-/// All warehouses: a handful per deployment, so no pagination.
+/// List warehouses
+///
+/// All of them: a handful per deployment, so no pagination.
+#[utoipa::path(
+    get,
+    path = "/api/v1/warehouses",
+    tag = "stock",
+    params(ReadConsistency),
+    responses((status = 200, description = "Every warehouse", body = WarehouseList), ReadErrors)
+)]
 pub async fn list(State(state): State<AppState>, read: ReadConsistency) -> Result<Json<WarehouseList>, ApiError> {
     state.consistent(&read).await?;
     let items = state.views.warehouses.snapshot().into_iter().map(|(_, row)| row).collect();
     Ok(Json(WarehouseList { items }))
 }
 
+/// Get a warehouse
+#[utoipa::path(
+    get,
+    path = "/api/v1/warehouses/{id}",
+    tag = "stock",
+    params(("id" = Id, Path, description = "Warehouse id"), ReadConsistency),
+    responses((status = 200, description = "The warehouse", body = WarehouseRow), ReadErrors, NotFound)
+)]
 pub async fn get(
     State(state): State<AppState>,
     IdPath(id): IdPath,
@@ -40,7 +60,7 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound { entity: "warehouse", id: id.to_string() })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWarehouse {
     warehouse_id: Option<Id>,
@@ -49,6 +69,18 @@ pub struct CreateWarehouse {
     location: String,
 }
 
+/// Create a warehouse
+///
+/// Admin only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/warehouses",
+    tag = "stock",
+    params(Write),
+    request_body = CreateWarehouse,
+    security(("bearer" = [])),
+    responses(Accepted, WriteErrors, AdminErrors)
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: Admin,
