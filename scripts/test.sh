@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command. Installs what the tests need (cargo-nextest, the nisshi Kafka-protocol
-# broker), starts one broker on 127.0.0.1 shared by every test (each test isolates itself in
-# its own topic namespace), runs the whole suite in parallel, and stops the broker by PID.
+# broker, schemathesis for the API fuzz test in tests/fuzz.rs), starts one broker on
+# 127.0.0.1 shared by every test (each test isolates itself in its own topic namespace),
+# runs the whole suite in parallel, and stops the broker by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 scripts/broker.sh install
+# Cached in a venv under ~/.cache/shopflow; without python3 the fuzz test skips and says so.
+if command -v python3 >/dev/null; then
+    echo "schemathesis: $(scripts/schemathesis.sh install)"
+fi
 
 port="${SHOPFLOW_TEST_BROKER_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
 scripts/broker.sh start "$port" >/dev/null

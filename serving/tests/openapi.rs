@@ -68,6 +68,11 @@ async fn the_document_is_openapi_3_1_and_matches_what_the_server_serves() -> Res
 
     let ops = operations(&doc);
     ensure!(ops.len() >= 20, "only {} operations documented", ops.len());
+    let mut ids = std::collections::HashSet::new();
+    for (path, method, operation) in &ops {
+        let id = operation["operationId"].as_str().context("operationId")?;
+        ensure!(ids.insert(id.to_owned()), "operationId {id} of {method} {path} is not unique");
+    }
     ensure!(
         ops.iter().any(|(p, m, _)| p == "/api/v1/openapi.json" && m == "get"),
         "the document documents itself"

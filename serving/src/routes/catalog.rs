@@ -21,6 +21,8 @@ pub struct UpsertNamed {
     /// Given: update (or create with) this id; absent: a new entity with a minted id (under an
     /// `Idempotency-Key`, derived from the key, so every repeat names the same entity).
     id: Option<Id>,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
 }
 

@@ -30,6 +30,8 @@ pub enum Interaction {
     #[serde(rename = "search.performed")]
     Searched {
         user_id: Id,
+        /// Not blank.
+        #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
         query: String,
         #[serde(default)]
         results: u32,

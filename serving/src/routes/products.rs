@@ -69,6 +69,7 @@ pub(crate) fn query_id(value: Option<String>, name: &str) -> Result<Option<Id>, 
 #[utoipa::path(
     get,
     path = "/api/v1/products",
+    operation_id = "list_products",
     tag = "catalog",
     params(ListQuery, ReadConsistency),
     responses((status = 200, description = "A page of products", body = Page<ProductRow>), ReadErrors)
@@ -105,6 +106,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/v1/products/{id}",
+    operation_id = "get_product",
     tag = "catalog",
     params(("id" = Id, Path, description = "Product id"), ReadConsistency),
     responses((status = 200, description = "The product", body = ProductRow), ReadErrors, NotFound)
@@ -129,11 +131,16 @@ pub struct CreateProduct {
     /// Optional client-chosen id (an imported SKU); otherwise the server mints one (a UUIDv7,
     /// or under an `Idempotency-Key` the key's event id, so every repeat names one product).
     product_id: Option<Id>,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     description: String,
+    /// `amount_minor` must not be negative.
     price: Money,
     #[serde(default)]
+    #[schema(max_length = 64)]
     sku: String,
     category_id: Id,
     brand_id: Id,
@@ -147,6 +154,7 @@ pub struct CreateProduct {
 #[utoipa::path(
     post,
     path = "/api/v1/products",
+    operation_id = "create_product",
     tag = "catalog",
     params(Write),
     request_body = CreateProduct,
@@ -180,9 +188,14 @@ pub async fn create(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: Option<String>,
+    #[schema(max_length = 5000)]
     description: Option<String>,
+    /// `amount_minor` must not be negative.
     price: Option<Money>,
+    #[schema(max_length = 64)]
     sku: Option<String>,
     category_id: Option<Id>,
     brand_id: Option<Id>,
@@ -196,6 +209,7 @@ pub struct UpdateProduct {
 #[utoipa::path(
     patch,
     path = "/api/v1/products/{id}",
+    operation_id = "update_product",
     tag = "catalog",
     params(("id" = Id, Path, description = "Product id"), Write),
     request_body = UpdateProduct,
@@ -237,6 +251,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/products/{id}",
+    operation_id = "delete_product",
     tag = "catalog",
     params(("id" = Id, Path, description = "Product id"), Write),
     security(("bearer" = [])),

@@ -23,6 +23,7 @@ use crate::write::Accepted;
 pub struct Receipt {
     product_id: Id,
     warehouse_id: Id,
+    #[schema(minimum = 1)]
     quantity: u32,
 }
 
@@ -56,8 +57,11 @@ pub async fn receive(
 pub struct Adjustment {
     product_id: Id,
     warehouse_id: Id,
+    /// Units added (positive) or removed (negative); never 0.
+    #[schema(minimum = -4294967295i64, maximum = 4294967295i64)]
     delta: i64,
     #[serde(default)]
+    #[schema(max_length = 200)]
     reason: String,
 }
 

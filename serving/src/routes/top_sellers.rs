@@ -40,6 +40,7 @@ pub struct TopSellers {
 #[utoipa::path(
     get,
     path = "/api/v1/top-sellers",
+    operation_id = "top_sellers",
     tag = "recommendations",
     params(TopSellersQuery, ReadConsistency),
     responses((status = 200, description = "The best sellers, most units first", body = TopSellers), ReadErrors)

@@ -28,6 +28,7 @@ pub struct WarehouseList {
 #[utoipa::path(
     get,
     path = "/api/v1/warehouses",
+    operation_id = "list_warehouses",
     tag = "stock",
     params(ReadConsistency),
     responses((status = 200, description = "Every warehouse", body = WarehouseList), ReadErrors)
@@ -42,6 +43,7 @@ pub async fn list(State(state): State<AppState>, read: ReadConsistency) -> Resul
 #[utoipa::path(
     get,
     path = "/api/v1/warehouses/{id}",
+    operation_id = "get_warehouse",
     tag = "stock",
     params(("id" = Id, Path, description = "Warehouse id"), ReadConsistency),
     responses((status = 200, description = "The warehouse", body = WarehouseRow), ReadErrors, NotFound)
@@ -64,8 +66,11 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct CreateWarehouse {
     warehouse_id: Option<Id>,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     location: String,
 }
 
@@ -75,6 +80,7 @@ pub struct CreateWarehouse {
 #[utoipa::path(
     post,
     path = "/api/v1/warehouses",
+    operation_id = "create_warehouse",
     tag = "stock",
     params(Write),
     request_body = CreateWarehouse,
