@@ -300,3 +300,17 @@ pub fn add_gateway_responses(doc: &mut OpenApi) {
         }
     }
 }
+
+/// Closes the variants of a `oneOf` schema to unknown properties. The derive drops
+/// `#[serde(deny_unknown_fields)]` of an internally tagged enum (`Interaction`), which would
+/// document bodies with extra properties as valid while the server refuses them with 422.
+pub fn close_variants(doc: &mut OpenApi, schema: &str) {
+    use utoipa::openapi::schema::{AdditionalProperties, Schema};
+    let Some(components) = doc.components.as_mut() else { return };
+    let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(schema) else { return };
+    for variant in &mut one_of.items {
+        if let RefOr::T(Schema::Object(object)) = variant {
+            object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        }
+    }
+}

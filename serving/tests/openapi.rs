@@ -113,6 +113,10 @@ async fn errors_reference_the_error_schema_and_secured_routes_their_scheme() -> 
     let app = spawn_app().await;
     let doc = document(&app).await?;
 
+    // Request bodies refuse unknown fields (422), and the document says so.
+    for variant in doc["components"]["schemas"]["Interaction"]["oneOf"].as_array().context("Interaction")? {
+        ensure!(variant["additionalProperties"] == false, "open Interaction variant: {variant}");
+    }
     let error = &doc["components"]["schemas"]["ErrorBody"];
     ensure!(error["properties"]["error"].is_object(), "ErrorBody: {error}");
     let scheme = &doc["components"]["securitySchemes"]["bearer"];

@@ -80,6 +80,7 @@ fn table(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(read(routes!(users::addresses)))
         .routes(routes!(users::add_address));
     openapi::add_gateway_responses(table.get_openapi_mut());
+    openapi::close_variants(table.get_openapi_mut(), "Interaction");
     table
 }
 
