@@ -31,6 +31,10 @@
 //! `routes/recommend.rs` for the rules. Without a slot (or with an empty one) they answer from
 //! trending alone.
 //!
+//! # OpenAPI
+//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document, generated from the handlers'
+//! `#[utoipa::path]` annotations (see `openapi.rs` and the route table in `routes/mod.rs`).
+//!
 //! # Errors
 //! Body: `{"error":{"code":"...","message":"...","field":"..."}}` (`field` for validation).
 //! See [`ApiError::code`] and [`ApiError::status`] for the full table.
