@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -14,76 +12,33 @@ use base64::Engine;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shopflow_dataflow::pipeline::{self, PipelineConfig, PipelineHandle};
 use shopflow_events::types::Role;
-use shopflow_events::Topic;
-use shopflow_ingest::{EmbeddedLog, EventLog, TopicSpec};
 use shopflow_serving::auth::keys::{now_secs, Claims};
 use shopflow_serving::auth::KeyRing;
-use shopflow_serving::{Application, ServingConfig};
-use shopflow_views::Views;
+use shopflow_serving::ServingConfig;
+use support::shop::{RealPipeline, Server};
 
-struct Server {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
+/// Two servers: `servers[0]` answers from the pipeline's views, `servers[1]` from a replica's.
+/// Fields drop in order: the servers are told to stop before the pipeline is joined.
 struct Shop {
-    _dir: tempfile::TempDir,
-    log: Arc<dyn EventLog>,
-    pipeline: Option<PipelineHandle>,
-    replica_stop: Arc<AtomicBool>,
-    replica: Option<std::thread::JoinHandle<()>>,
     servers: Vec<Server>,
+    real: RealPipeline,
     client: reqwest::Client,
     config: ServingConfig,
 }
 
 impl Shop {
     async fn start(configure: impl FnOnce(&mut ServingConfig)) -> Shop {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("open log"));
-        for topic in Topic::ALL {
-            let partitions = if topic == Topic::Dlq { 1 } else { 4 };
-            log.ensure_topic(&TopicSpec::new(topic.name(), partitions)).await.expect("topic");
-        }
-        let pipeline_config = PipelineConfig {
-            data_dir: dir.path().join("pipeline"),
-            idle_tick_ms: 5,
-            snapshot_interval_ms: 3_600_000,
-            snapshot_on_stop: false,
-            export_changelogs: true,
-            changelog_partitions: 2,
-            ..PipelineConfig::default()
-        };
-        let views = Arc::new(Views::new());
-        let pipeline = {
-            let (log, views) = (log.clone(), views.clone());
-            tokio::task::spawn_blocking(move || pipeline::start(pipeline_config, log, Some(views))).await.unwrap().expect("pipeline")
-        };
-        let replica_views = Arc::new(Views::new());
-        let replica_stop = Arc::new(AtomicBool::new(false));
-        let replica = {
-            let (log, views, stop) = (log.clone(), replica_views.clone(), replica_stop.clone());
-            tokio::task::spawn_blocking(move || shopflow_dataflow::replica::spawn(log, views, stop)).await.unwrap().expect("replica")
-        };
-        let mut config = support::test_config();
-        config.source_topics = pipeline::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect();
+        let real = RealPipeline::start().await;
+        let mut config = RealPipeline::serving_config();
         // Every test signs in from 127.0.0.1 more often than a person would.
         config.gateway.credentials_per_ip = shopflow_serving::gateway::RateConfig::new(1_000, Duration::from_millis(1));
         configure(&mut config);
-        let servers = vec![serve(config.clone(), log.clone(), views).await, serve(config.clone(), log.clone(), replica_views).await];
-        Shop {
-            _dir: dir,
-            log,
-            pipeline: Some(pipeline),
-            replica_stop,
-            replica: Some(replica),
-            servers,
-            client: reqwest::Client::new(),
-            config,
-        }
+        let servers = vec![
+            Server::start(config.clone(), real.log.clone(), real.views.clone()).await,
+            Server::start(config.clone(), real.log.clone(), real.replica_views.clone()).await,
+        ];
+        Shop { servers, real, client: reqwest::Client::new(), config }
     }
 
     fn url(&self, server: usize, path: &str) -> String {
@@ -129,37 +84,11 @@ impl Shop {
     }
 
     async fn stop(mut self) {
-        for server in &mut self.servers {
-            if let Some(stop) = server.stop.take() {
-                let _ = stop.send(());
-            }
-            if let Some(task) = server.task.take() {
-                let _ = task.await;
-            }
+        for server in self.servers.drain(..) {
+            server.stop().await;
         }
-        self.replica_stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(replica) = self.replica.take() {
-            let _ = tokio::task::spawn_blocking(move || replica.join()).await;
-        }
-        if let Some(pipeline) = self.pipeline.take() {
-            tokio::task::spawn_blocking(move || pipeline.stop()).await.unwrap().expect("pipeline stops");
-        }
-        drop(self.log);
+        drop(self.real);
     }
-}
-
-async fn serve(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>) -> Server {
-    let app = Application::build(config, log, views).await.expect("build app");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        app.run_until_stopped(async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("server");
-    });
-    Server { base, stop: Some(stop), task: Some(task) }
 }
 
 fn text(body: &Value, field: &str) -> Result<String> {

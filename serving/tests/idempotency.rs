@@ -25,13 +25,12 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
-use shopflow_dataflow::pipeline::{self, PipelineConfig, PipelineHandle};
 use shopflow_views::{RequestRow, ViewUpdate, Views};
-use shopflow_events::{idempotent_event_id, Envelope, Topic};
-use shopflow_ingest::{EmbeddedLog, EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
-use shopflow_serving::{Application, ServingConfig};
+use shopflow_events::{idempotent_event_id, Envelope};
+use shopflow_ingest::{EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
+use shopflow_serving::ServingConfig;
+use support::shop::{RealPipeline, Server};
 use support::{apply_like_pipeline, report, spawn_app_with, Appended, TestApp};
-use tokio::sync::oneshot;
 
 static ADMIN_TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| support::admin_token(&support::test_config()));
 const KEY: &str = "idempotency-key";
@@ -154,100 +153,25 @@ impl EventLog for SlowAcks {
     }
 }
 
-struct Server {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn serve(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>) -> Server {
-    let app = Application::build(config, log, views).await.expect("build app");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        app.run_until_stopped(async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("server");
-    });
-    Server { base, stop: Some(stop), task }
-}
-
-impl Server {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = self.task.await;
-    }
-}
-
+/// `servers[0]` answers from the pipeline's views, `servers[1]` from a replica's. Fields drop
+/// in order: the servers are told to stop before the pipeline is joined.
 struct Shop {
-    _dir: tempfile::TempDir,
-    log: Arc<dyn EventLog>,
-    acks: Arc<SlowAcks>,
-    pipeline: Option<PipelineHandle>,
-    replica_stop: Arc<AtomicBool>,
-    replica: Option<std::thread::JoinHandle<()>>,
-    /// `servers[0]` answers from the pipeline's views, `servers[1]` from a replica's.
     servers: Vec<Server>,
+    acks: Arc<SlowAcks>,
+    real: RealPipeline,
     client: reqwest::Client,
 }
 
 impl Shop {
     async fn start(write_timeout: Duration) -> Shop {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("open log"));
-        for topic in Topic::ALL {
-            let partitions = if topic == Topic::Dlq { 1 } else { 4 };
-            log.ensure_topic(&TopicSpec::new(topic.name(), partitions)).await.expect("topic");
-        }
-        let config = PipelineConfig {
-            data_dir: dir.path().join("pipeline"),
-            idle_tick_ms: 5,
-            snapshot_interval_ms: 3_600_000,
-            snapshot_on_stop: false,
-            export_changelogs: true,
-            changelog_partitions: 2,
-            ..PipelineConfig::default()
-        };
-        let views = Arc::new(Views::new());
-        let pipeline = {
-            let (log, views) = (log.clone(), views.clone());
-            tokio::task::spawn_blocking(move || pipeline::start(config, log, Some(views))).await.unwrap().expect("pipeline")
-        };
-        let replica_views = Arc::new(Views::new());
-        let replica_stop = Arc::new(AtomicBool::new(false));
-        let replica = {
-            let (log, views, stop) = (log.clone(), replica_views.clone(), replica_stop.clone());
-            tokio::task::spawn_blocking(move || shopflow_dataflow::replica::spawn(log, views, stop))
-                .await
-                .unwrap()
-                .expect("replica")
-        };
-        let acks = Arc::new(SlowAcks { inner: log.clone(), slow_acks: AtomicUsize::new(0), delay: write_timeout * 3 });
-        let serving = ServingConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            auth: support::test_config().auth,
-            write_timeout,
-            source_topics: pipeline::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
-            ..ServingConfig::default()
-        };
+        let real = RealPipeline::start().await;
+        let acks = Arc::new(SlowAcks { inner: real.log.clone(), slow_acks: AtomicUsize::new(0), delay: write_timeout * 3 });
+        let serving = ServingConfig { write_timeout, ..RealPipeline::serving_config() };
         let servers = vec![
-            serve(serving.clone(), acks.clone(), views).await,
-            serve(serving, acks.clone(), replica_views).await,
+            Server::start(serving.clone(), acks.clone(), real.views.clone()).await,
+            Server::start(serving, acks.clone(), real.replica_views.clone()).await,
         ];
-        Shop {
-            _dir: dir,
-            log,
-            acks,
-            pipeline: Some(pipeline),
-            replica_stop,
-            replica: Some(replica),
-            servers,
-            client: reqwest::Client::new(),
-        }
+        Shop { servers, acks, real, client: reqwest::Client::new() }
     }
 
     fn base(&self, server: usize) -> &str {
@@ -273,7 +197,7 @@ impl Shop {
 
     /// Every position in `topic` holding a record of `event_id`, in log order.
     async fn records_of(&self, topic: &str, event_id: uuid::Uuid) -> Result<Vec<Position>> {
-        let log = self.log.clone();
+        let log = self.real.log.clone();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             let ends = futures::executor::block_on(log.end_offsets(&topic))?;
@@ -301,29 +225,7 @@ impl Shop {
         for server in self.servers.drain(..) {
             server.stop().await;
         }
-        // The rest is blocking: the replica thread and the pipeline workers are joined.
-        tokio::task::block_in_place(move || drop(self));
-    }
-}
-
-/// Also on a failed assertion: a pipeline that is not stopped would keep its worker threads
-/// (and the test) running forever.
-impl Drop for Shop {
-    fn drop(&mut self) {
-        for server in &mut self.servers {
-            if let Some(stop) = server.stop.take() {
-                let _ = stop.send(());
-            }
-        }
-        self.replica_stop.store(true, Ordering::SeqCst);
-        if let Some(replica) = self.replica.take() {
-            let _ = replica.join();
-        }
-        if let Some(pipeline) = self.pipeline.take() {
-            if let Err(error) = pipeline.stop() {
-                eprintln!("pipeline stopped with an error: {error}");
-            }
-        }
+        drop(self.real);
     }
 }
 
@@ -548,12 +450,7 @@ async fn spawn_with_stand_in(write_timeout: Duration) -> (TestApp, StandIn) {
 
 /// Another server on the same log and views, with its own (empty) answer cache.
 async fn second_server(app: &TestApp) -> Server {
-    let config = ServingConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auth: support::test_config().auth,
-        ..ServingConfig::default()
-    };
-    serve(config, app.log.clone(), app.views.clone()).await
+    Server::start(support::test_config(), app.log.clone(), app.views.clone()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

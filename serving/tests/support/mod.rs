@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod shop;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
