@@ -46,8 +46,8 @@ impl AuthConfig {
     pub fn new(quick: bool, clients: usize, scratch: PathBuf) -> Self {
         Self {
             clients,
-            round: Duration::from_secs(if quick { 1 } else { 3 }),
-            rounds: if quick { 1 } else { 3 },
+            round: Duration::from_secs(if quick { 1 } else { 2 }),
+            rounds: if quick { 1 } else { 5 },
             logins: if quick { 20 } else { 200 },
             hashes: if quick { 5 } else { 30 },
             products: if quick { 200 } else { 2_000 },
@@ -73,6 +73,12 @@ pub struct AuthResult {
     pub jwt_overhead_pct: f64,
     /// The same with the rate limiter on as well.
     pub jwt_and_limits_overhead_pct: f64,
+    /// The check alone, in process: signature, expiry, issuer, and the session lookup in the
+    /// sessions view, per token, on one thread.
+    pub token_check_us: f64,
+    /// That check as a share of the server time an anonymous read costs at the measured
+    /// throughput (cores / anonymous req/s), in percent.
+    pub token_check_share_pct: f64,
     pub errors: u64,
 }
 
@@ -101,6 +107,7 @@ pub async fn run(config: &AuthConfig) -> anyhow::Result<AuthResult> {
     };
     serving.auth.key = Some(uuid::Uuid::new_v4().simple().to_string().repeat(2));
     serving.gateway.rate_limits = false;
+    let serving_keys = serving.auth.clone();
     let mut limited = serving.clone();
     limited.gateway.rate_limits = true;
     // Quotas well above what the clients can offer: the limiter's bookkeeping is measured,
@@ -146,12 +153,15 @@ pub async fn run(config: &AuthConfig) -> anyhow::Result<AuthResult> {
         jwt_h.add(&j.latency).ok();
         errors += a.errors + j.errors + l.errors;
     }
+    let token_check_us = token_check_cost(&token, &views, &serving_keys)?;
     open.stop().await;
     guarded.stop().await;
     tokio::task::spawn_blocking(move || handle.stop()).await??;
     drop(log);
     let _ = std::fs::remove_dir_all(&dir);
 
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let read_cost_us = cores * 1e6 / median(&anonymous).max(1.0);
     let overhead = |with: &[f64]| ((1.0 - median(with) / median(&anonymous).max(1e-9)) * 1000.0).round() / 10.0;
     Ok(AuthResult {
         argon2id_hash_ms: hash,
@@ -161,6 +171,8 @@ pub async fn run(config: &AuthConfig) -> anyhow::Result<AuthResult> {
         round_secs: config.round.as_secs_f64(),
         jwt_overhead_pct: overhead(&jwt),
         jwt_and_limits_overhead_pct: overhead(&limited_runs),
+        token_check_us: (token_check_us * 100.0).round() / 100.0,
+        token_check_share_pct: (token_check_us / read_cost_us * 1000.0).round() / 10.0,
         anonymous_rps: anonymous,
         jwt_rps: jwt,
         jwt_with_rate_limits_rps: limited_runs,
@@ -191,6 +203,20 @@ async fn start(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>)
         let _ = stopped.await;
     }));
     Ok(Running { addr, stop, task })
+}
+
+/// Microseconds per access-token check, as `auth::authenticate` does it: verify the JWT, then
+/// look its session up in the sessions view.
+fn token_check_cost(token: &str, views: &Views, config: &shopflow_serving::AuthConfig) -> anyhow::Result<f64> {
+    let keys = shopflow_serving::auth::KeyRing::from_config(config)?;
+    const CHECKS: u32 = 100_000;
+    let started = Instant::now();
+    for _ in 0..CHECKS {
+        let claims = keys.verify(std::hint::black_box(token)).map_err(|e| anyhow!("{e}"))?;
+        let session = shopflow_events::Id::new(claims.sid).map_err(|e| anyhow!("{e}"))?;
+        std::hint::black_box(views.sessions.get(&session));
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(CHECKS))
 }
 
 async fn hash_cost(n: usize) -> anyhow::Result<Percentiles> {
