@@ -75,16 +75,20 @@ impl Limiters {
         }
     }
 
-    /// Admits one request from `ip` (and `user`, when signed in).
-    pub fn admit(&self, ip: IpAddr, user: Option<&Id>) -> Result<(), ApiError> {
+    /// Admits one request from `ip`.
+    pub fn admit_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
         if !self.enabled {
             return Ok(());
         }
-        self.per_ip.take(&ip).map_err(rate_limited)?;
-        if let Some(user) = user {
-            self.per_user.take(user).map_err(rate_limited)?;
+        self.per_ip.take(&ip).map_err(rate_limited)
+    }
+
+    /// Admits one signed-in request of `user`.
+    pub fn admit_user(&self, user: &Id) -> Result<(), ApiError> {
+        if !self.enabled {
+            return Ok(());
         }
-        Ok(())
+        self.per_user.take(user).map_err(rate_limited)
     }
 
     /// Admits one request to a credential endpoint (register, login, refresh) from `ip`.
@@ -196,26 +200,26 @@ mod tests {
     fn requests_over_the_burst_wait_for_the_next_cell() {
         let limiters = Limiters::new(&config());
         for _ in 0..3 {
-            limiters.admit(IP, None).unwrap();
+            limiters.admit_ip(IP).unwrap();
         }
-        match limiters.admit(IP, None) {
+        match limiters.admit_ip(IP) {
             Err(ApiError::RateLimited { retry_after }) => {
                 assert!(retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60), "{retry_after:?}")
             }
             other => panic!("expected a rate limit, got {other:?}"),
         }
         // Another IP has its own cells.
-        limiters.admit(IpAddr::from([10, 0, 0, 1]), None).unwrap();
+        limiters.admit_ip(IpAddr::from([10, 0, 0, 1])).unwrap();
     }
 
     #[test]
     fn users_are_limited_on_their_own() {
         let limiters = Limiters::new(&GatewayConfig { per_ip: RateConfig::new(100, Duration::from_secs(1)), ..config() });
         let user = Id::from("u1");
-        limiters.admit(IP, Some(&user)).unwrap();
-        limiters.admit(IP, Some(&user)).unwrap();
-        assert!(matches!(limiters.admit(IP, Some(&user)), Err(ApiError::RateLimited { .. })));
-        limiters.admit(IP, Some(&Id::from("u2"))).unwrap();
+        limiters.admit_user(&user).unwrap();
+        limiters.admit_user(&user).unwrap();
+        assert!(matches!(limiters.admit_user(&user), Err(ApiError::RateLimited { .. })));
+        limiters.admit_user(&Id::from("u2")).unwrap();
     }
 
     #[test]
@@ -234,7 +238,7 @@ mod tests {
     fn disabled_limits_admit_everything() {
         let limiters = Limiters::new(&GatewayConfig { rate_limits: false, ..config() });
         for _ in 0..100 {
-            limiters.admit(IP, None).unwrap();
+            limiters.admit_ip(IP).unwrap();
             limiters.logins.failed("a@example.com", IP);
         }
         limiters.logins.check("a@example.com", IP).unwrap();

@@ -75,14 +75,23 @@ impl Default for GatewayConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-/// Middleware: decides the client IP and applies the per-IP and per-user limits. Runs after
-/// [`crate::auth::authenticate`], so a signed-in request is also counted by user.
-pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// Middleware, before authentication: decides the client IP and applies the per-IP limit, so
+/// requests with bad tokens are counted too (they cost a signature check each).
+pub async fn limit_ip(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let ip = client_ip(&request, state.config.gateway.trust_forwarded_for);
     request.extensions_mut().insert(ClientIp(ip));
-    let user = request.extensions().get::<crate::auth::Caller>().map(|c| c.user_id.clone());
-    if let Err(e) = state.limiters.admit(ip, user.as_ref()) {
+    if let Err(e) = state.limiters.admit_ip(ip) {
         return e.into_response();
+    }
+    next.run(request).await
+}
+
+/// Middleware, after authentication: applies the per-user limit to signed-in requests.
+pub async fn limit_user(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(caller) = request.extensions().get::<crate::auth::Caller>() {
+        if let Err(e) = state.limiters.admit_user(&caller.user_id) {
+            return e.into_response();
+        }
     }
     next.run(request).await
 }

@@ -95,9 +95,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(system::method_not_allowed)
         .fallback(system::not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        // Inside authentication: a signed-in request is also limited by its user.
-        .layer(from_fn_with_state(state.clone(), crate::gateway::limit))
+        // Per IP before authentication (requests with bad tokens count too), per user after it.
+        .layer(from_fn_with_state(state.clone(), crate::gateway::limit_user))
         .layer(from_fn_with_state(state.clone(), crate::auth::authenticate))
+        .layer(from_fn_with_state(state.clone(), crate::gateway::limit_ip))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(crate::gateway::timed_out))
