@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -249,11 +250,13 @@ class Handler(BaseHTTPRequestHandler):
                     return self.insert(engine, sql, started)
                 result = engine.conn.query(sql, fmt, params=params)
                 data = result.bytes() if result is not None else b""
-                summary = {"read_rows": str(getattr(result, "rows_read", 0) or 0),
-                           "read_bytes": str(getattr(result, "bytes_read", 0) or 0),
+                summary = {"read_rows": str(result.rows_read() if result is not None else 0),
+                           "read_bytes": str(result.bytes_read() if result is not None else 0),
                            "written_rows": "0", "written_bytes": "0",
                            "elapsed_ns": str(int((time.monotonic() - started) * 1e9))}
             except Exception as e:  # chDB raises ChdbError/RuntimeError with ClickHouse's text
+                if os.environ.get("CHDB_HTTP_LOG"):
+                    traceback.print_exc()
                 return self.fail(str(e))
             finally:
                 engine.reset_settings(applied)
