@@ -193,3 +193,109 @@ async fn every_event_type_lands_with_its_columns_and_bad_events_go_to_the_dlq() 
     assert!(again.is_empty());
     assert_eq!(count(&service, "events").await, events.len() as u64);
 }
+
+fn activity(shoppers: usize, days: u32) -> Vec<Envelope> {
+    shopflow_shopdata::activity::Activity { shoppers, days, ..shopflow_shopdata::activity::Activity::new(1_763_942_400_000) }.events()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_stopped_for_ten_seconds_under_steady_load_loses_and_doubles_nothing() {
+    let mut adapter = Adapter::start();
+    // Small pending bound: while ClickHouse is away the reader has to stop (back-pressure).
+    let settings = shopflow_analytics::AnalyticsSettings { max_pending_records: 2_000, poll_max: 500, ..settings() };
+    let service = service(&adapter.url(), &settings).await;
+    let log = kafka_log().await;
+    let events = activity(300, 24);
+    assert!(events.len() > 15_000, "{} events", events.len());
+    let expected = expected_counts(&events);
+
+    let mut sink = spawn_sink(log.log.clone(), service.clone(), settings.clone());
+    // ~1,000 events/s for ~20 s: ClickHouse is away for 10 s of it.
+    let load = steady_load(log.log.clone(), records(&events), 50, std::time::Duration::from_millis(50));
+    tokio::time::timeout(DEADLINE, sink.progress.wait_for(|p| p.records > 2_000)).await.unwrap().unwrap();
+    adapter.kill();
+    let records_at_stop = sink.progress.borrow().records;
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await; // the outage itself
+    let during = sink.progress.borrow().records;
+    assert_eq!(during, records_at_stop, "nothing is acknowledged while ClickHouse is down");
+    adapter.restart();
+    load.await.unwrap();
+    sink.caught_up(&*log.log).await;
+    let progress = sink.stop().await;
+    assert_eq!(progress.records, events.len() as u64);
+    assert_eq!(counts(&service).await, expected, "SELECT count() per table equals the events, exactly");
+    let distinct: u64 = service.client().query("SELECT uniqExact(id) FROM events").fetch_one().await.unwrap();
+    assert_eq!(distinct, events.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_before_a_crash_but_never_committed_are_not_written_again() {
+    use shopflow_analytics::sink::request_builder::{Present, RequestBuilder, RowBatch};
+    let ch = ClickHouse::get();
+    let settings = settings();
+    let service = service(&ch.url(), &settings).await;
+    let log = kafka_log().await;
+    let events = activity(40, 7);
+    let expected = expected_counts(&events);
+    log.log.append(records(&events)).await.unwrap();
+
+    // A sink that died after ClickHouse took some batches, before it committed any offset:
+    // the first half of partition 0 of every topic in full, and then half a batch (the raw
+    // table and orders only) of what followed.
+    let mut from = Vec::new();
+    for topic in shopflow_analytics::sink::source_topics() {
+        from.push(Position::new(topic.name(), 0, 0));
+    }
+    let mut reader = log.log.reader(&from).unwrap();
+    let mut read = Vec::new();
+    let in_partition_0: usize = {
+        let mut n = 0;
+        for topic in shopflow_analytics::sink::source_topics() {
+            n += log.log.end_offsets(topic.name()).await.unwrap()[0] as usize;
+        }
+        n
+    };
+    while read.len() < in_partition_0 {
+        read.extend(reader.poll(1000, std::time::Duration::from_secs(1)).unwrap());
+    }
+    let builder = RequestBuilder::new(settings.email_hash_key.clone());
+    let (first, second) = read.split_at(read.len() / 2);
+    let mut batch = RowBatch::default();
+    for r in first {
+        builder.add(&mut batch, r, &Present::default());
+    }
+    service.insert(&mut batch).await.unwrap();
+    let mut partial = RowBatch::default();
+    for r in second {
+        builder.add(&mut partial, r, &Present::default());
+    }
+    partial.products.clear();
+    partial.stock_moves.clear();
+    partial.order_lines.clear();
+    partial.product_views.clear();
+    partial.cart_events.clear();
+    service.insert(&mut partial).await.unwrap();
+    assert!(counts(&service).await["events"] > 0);
+
+    // A retry of an insert whose answer was lost finds its rows there and sends nothing.
+    let mut again = RowBatch::default();
+    for r in first {
+        builder.add(&mut again, r, &Present::default());
+    }
+    service.drop_present(&mut again).await.unwrap();
+    for t in shopflow_analytics::sink::request_builder::Table::ALL {
+        assert_eq!(again.rows_in(t), 0, "{t:?}");
+    }
+
+    // The restarted sink reads from the (absent) committed offsets and fills in exactly the rest.
+    let mut sink = spawn_sink(log.log.clone(), service.clone(), settings.clone());
+    sink.caught_up(&*log.log).await;
+    sink.stop().await;
+    assert_eq!(counts(&service).await, expected);
+
+    // And a third run, from the committed offsets, adds nothing.
+    let sink = spawn_sink(log.log.clone(), service.clone(), settings.clone());
+    let progress = sink.stop().await;
+    assert_eq!(progress.records, 0);
+    assert_eq!(counts(&service).await, expected);
+}

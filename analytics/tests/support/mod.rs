@@ -200,3 +200,55 @@ impl Running {
 pub async fn count(service: &ClickHouseService, table: &str) -> u64 {
     service.client().query(&format!("SELECT count() FROM {table}")).fetch_one::<u64>().await.unwrap()
 }
+
+/// How many rows each table should hold for these events: the plain Rust answer.
+pub fn expected_counts(events: &[Envelope]) -> std::collections::BTreeMap<&'static str, u64> {
+    use shopflow_events::Event::*;
+    let mut out: std::collections::BTreeMap<&'static str, u64> = shopflow_analytics::sink::request_builder::Table::ALL
+        .iter()
+        .map(|t| (t.name(), 0))
+        .collect();
+    for e in events {
+        *out.get_mut("events").unwrap() += 1;
+        let table = match &e.event {
+            ProductCreated(_) | ProductUpdated(_) | ProductDeleted(_) => "products",
+            StockReceived(_) | StockAdjusted(_) => "stock_moves",
+            UserRegistered(_) | ProfileUpdated(_) | AddressAdded(_) | RoleChanged(_) | SessionStarted(_) | SessionRefreshed(_)
+            | SessionRevoked(_) => "users",
+            CartItemAdded(_) | CartItemRemoved(_) | CartCleared(_) => "cart_events",
+            OrderPlaced(o) => {
+                *out.get_mut("order_lines").unwrap() += o.lines.len() as u64;
+                "orders"
+            }
+            OrderCancelled(_) | OrderStatusChanged(_) => "orders",
+            PaymentMethodTokenized(_) | ChargeRequested(_) | ChargeSucceeded(_) | ChargeFailed(_) | PaymentRefunded(_) => "payments",
+            ProductViewed(_) => "product_views",
+            SearchPerformed(_) => "searches",
+            RecommendationClicked(_) => "recommendation_clicks",
+            ReservationAccepted(_) | ReservationRejected(_) | OrderConfirmed(_) | OrderExpired(_) | StockAdjustmentRejected(_) => "decisions",
+            CategoryUpserted(_) | BrandUpserted(_) | SupplierUpserted(_) | ReviewPosted(_) | WarehouseCreated(_) => continue,
+        };
+        *out.get_mut(table).unwrap() += 1;
+    }
+    out
+}
+
+/// `SELECT count()` (no `FINAL`) of every table.
+pub async fn counts(service: &ClickHouseService) -> std::collections::BTreeMap<&'static str, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for t in shopflow_analytics::sink::request_builder::Table::ALL {
+        out.insert(t.name(), count(service, t.name()).await);
+    }
+    out
+}
+
+/// Appends records at a steady rate (chunks every `every`) from a task.
+pub fn steady_load(log: Arc<dyn EventLog>, records: Vec<OutRecord>, chunk: usize, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        for c in records.chunks(chunk) {
+            tick.tick().await;
+            log.append(c.to_vec()).await.expect("append");
+        }
+    })
+}
