@@ -1,6 +1,6 @@
 -- title: Orders per hour
 -- chart: time
-SELECT toStartOfHour(ts) AS t, count() AS orders
+SELECT toStartOfHour(toDateTime(ts, 'UTC')) AS t, count() AS orders
 FROM {db:Identifier}.orders
 WHERE kind = 'placed'
 GROUP BY t

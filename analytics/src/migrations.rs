@@ -5,7 +5,7 @@
 
 use clickhouse::Client;
 
-use crate::dashboards::{self, Dashboard};
+use crate::dashboards::{self, Chart, Dashboard};
 use crate::rows::DashboardRow;
 use crate::AnalyticsError;
 
@@ -56,12 +56,18 @@ pub async fn migrate(client: &Client, database: &str) -> Result<Vec<u32>, Analyt
 async fn refresh_dashboards(client: &Client, quoted_db: &str) -> Result<(), AnalyticsError> {
     client.query("TRUNCATE TABLE dashboards").execute().await?;
     let mut insert = client.insert::<DashboardRow>("dashboards").await?;
-    for Dashboard { name, title, sql, .. } in dashboards::all() {
+    // The page draws time series only, with `t` in Unix seconds first; label charts (top
+    // products, funnel, ...) stay in the report.
+    for Dashboard { name, title, sql, .. } in dashboards::all().into_iter().filter(|d| d.chart == Chart::Time) {
+        let body: String = sql.lines().filter(|l| !l.starts_with("--")).collect::<Vec<_>>().join("\n");
         let row = DashboardRow {
             dashboard: "shopflow".into(),
             name: name.into(),
             title: title.into(),
-            query: sql.replace("{db:Identifier}", quoted_db),
+            query: format!(
+                "SELECT toUnixTimestamp(toDateTime(t, 'UTC'))::INT AS t, * EXCEPT (t) FROM (\n{}\n)",
+                body.replace("{db:Identifier}", quoted_db)
+            ),
         };
         insert.write(&row).await?;
     }
