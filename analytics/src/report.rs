@@ -54,58 +54,59 @@ pub fn format_table(title: &str, table: &ResultTable) -> String {
     out
 }
 
-/// Draws the dashboard's answer into `dir/<name>.png`: one bar group per row of the first
-/// column, one colour per numeric column.
+/// Draws the dashboard's answer into `dir/<name>.png`: one bar per row, labelled with the
+/// first column, of the first numeric column after it (the headline value; the table in the
+/// report has the rest).
 pub fn chart(dir: &Path, dashboard: &Dashboard, table: &ResultTable) -> Result<PathBuf, AnalyticsError> {
     let path = dir.join(format!("{}.png", dashboard.name));
     let shown = path.display().to_string();
     let fail = |e: &dyn std::fmt::Display| AnalyticsError::Chart { path: shown.clone(), message: e.to_string() };
     let text = register_font();
-    let series: Vec<usize> = (1..table.columns.len())
-        .filter(|&c| table.rows.iter().all(|r| r.get(c).is_some_and(|v| v.parse::<f64>().is_ok())))
-        .collect();
-    let value = |row: &Vec<String>, c: usize| row[c].parse::<f64>().unwrap_or(0.0);
-    let max = table.rows.iter().flat_map(|r| series.iter().map(move |&c| value(r, c))).fold(0.0f64, f64::max);
-    let root = BitMapBackend::new(&path, (1000, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let n = table.rows.len().max(1);
-    let mut builder = ChartBuilder::on(&root);
-    builder.margin(16);
-    if text {
-        builder.caption(dashboard.title, ("sans-serif", 18)).x_label_area_size(70).y_label_area_size(70);
-    }
-    let mut chart = builder.build_cartesian_2d(0f64..n as f64, 0f64..(max * 1.1).max(1.0)).map_err(|e| fail(&e))?;
-    if text {
-        let labels: Vec<String> = table.rows.iter().map(|r| r.first().cloned().unwrap_or_default()).collect();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n.min(16))
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                labels.get(i).map(|l| l.chars().take(16).collect()).unwrap_or_default()
-            })
-            .x_label_style(("sans-serif", 11))
-            .draw()
-            .map_err(|e| fail(&e))?;
-    }
-    let width = 0.8 / series.len().max(1) as f64;
-    for (k, &c) in series.iter().enumerate() {
-        let colour = Palette99::pick(k).to_rgba();
-        let bars = table.rows.iter().enumerate().map(|(i, r)| {
-            let x0 = i as f64 + 0.1 + k as f64 * width;
-            Rectangle::new([(x0, 0.0), (x0 + width, value(r, c))], colour.filled())
-        });
-        let drawn = chart.draw_series(bars).map_err(|e| fail(&e))?;
+    let column = (1..table.columns.len()).find(|&c| table.rows.iter().all(|r| r.get(c).is_some_and(|v| v.parse::<f64>().is_ok())));
+    let values: Vec<f64> = match column {
+        Some(c) => table.rows.iter().map(|r| r[c].parse().unwrap_or(0.0)).collect(),
+        None => Vec::new(),
+    };
+    let labels: Vec<String> = table.rows.iter().map(|r| r.first().cloned().unwrap_or_default()).collect();
+    let max = values.iter().copied().fold(0.0f64, f64::max);
+    let n = values.len().max(1) as u32;
+    {
+        let root = BitMapBackend::new(&path, (1000, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(16);
         if text {
-            drawn.label(table.columns[c].clone()).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+            let y = column.map(|c| table.columns[c].as_str()).unwrap_or("");
+            builder.caption(format!("{} — {y}", dashboard.title), ("sans-serif", 16)).x_label_area_size(60).y_label_area_size(70);
         }
+        let mut chart =
+            builder.build_cartesian_2d((0u32..n - 1).into_segmented(), 0f64..(max * 1.1).max(1.0)).map_err(|e| fail(&e))?;
+        if text {
+            // At most ~8 labels (long ones: dates and hours): every k-th bar is named.
+            let every = (n as usize).div_ceil(8).max(1);
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(n as usize + 1)
+                .x_label_formatter(&|x| match x {
+                    SegmentValue::CenterOf(i) if (*i as usize) % every == 0 => {
+                        labels.get(*i as usize).map(|l| l.chars().take(18).collect()).unwrap_or_default()
+                    }
+                    _ => String::new(),
+                })
+                .x_label_style(("sans-serif", 11))
+                .draw()
+                .map_err(|e| fail(&e))?;
+        }
+        let colour = Palette99::pick(0).to_rgba();
+        chart
+            .draw_series(values.iter().enumerate().map(|(i, v)| {
+                let mut bar = Rectangle::new([(SegmentValue::Exact(i as u32), 0.0), (SegmentValue::Exact(i as u32 + 1), *v)], colour.filled());
+                bar.set_margin(0, 0, 3, 3);
+                bar
+            }))
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
     }
-    if text && !series.is_empty() {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| fail(&e))?;
-    }
-    root.present().map_err(|e| fail(&e))?;
-    drop(chart);
-    drop(root);
     Ok(path)
 }

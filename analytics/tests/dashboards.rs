@@ -228,7 +228,7 @@ fn expected(name: &str, events: &[Envelope]) -> (Vec<Vec<String>>, f64) {
                 .into_iter()
                 .map(|(d, (v, c))| {
                     let ctr = if v == 0 { 0.0 } else { c as f64 / v as f64 };
-                    vec![date(d), s(&v), s(&c), format!("{ctr:.4}")]
+                    vec![date(d), format!("{ctr:.4}"), s(&v), s(&c)]
                 })
                 .collect();
             (rows, 0.000_101)

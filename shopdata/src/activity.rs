@@ -42,7 +42,7 @@ impl Activity {
                 let product_id = product(i);
                 let ev = Event::ProductCreated(ProductCreated {
                     product_id: product_id.clone(),
-                    name: format!("Product {i}"),
+                    name: crate::vocabulary::product_text(i).0,
                     description: String::new(),
                     price: Money::new(price(i), "EUR"),
                     sku: format!("SKU-{i:05}"),
