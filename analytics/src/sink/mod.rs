@@ -121,6 +121,9 @@ impl ClickHouseSink {
             .await?
             .unwrap_or_default();
         tracing::info!(group = %group, partitions = starts.len(), already_present = present.len(), "analytics sink starting");
+        if self.settings.email_hash_key == AnalyticsSettings::default().email_hash_key {
+            tracing::warn!("analytics.email_hash_key is the development default; set one per deployment");
+        }
 
         let (tx, mut rx) = mpsc::channel::<Vec<Record>>((self.settings.max_pending_records / self.settings.poll_max.max(1)).max(1));
         let stop_reader = Arc::new(AtomicBool::new(false));
