@@ -89,7 +89,7 @@ pub fn chart(dir: &Path, dashboard: &Dashboard, table: &ResultTable) -> Result<P
                 .disable_x_mesh()
                 .x_labels(n as usize + 1)
                 .x_label_formatter(&|x| match x {
-                    SegmentValue::CenterOf(i) if (*i as usize) % every == 0 => {
+                    SegmentValue::CenterOf(i) if (*i as usize).is_multiple_of(every) => {
                         labels.get(*i as usize).map(|l| l.chars().take(18).collect()).unwrap_or_default()
                     }
                     _ => String::new(),

@@ -158,8 +158,8 @@ fn expected(name: &str, events: &[Envelope]) -> (Vec<Vec<String>>, f64) {
             for w in weeks.values() {
                 if w.contains(&0) {
                     buyers[0] += 1;
-                    for k in 1..4 {
-                        buyers[k] += u64::from(w.contains(&(k as i64)));
+                    for (k, b) in buyers.iter_mut().enumerate().skip(1) {
+                        *b += u64::from(w.contains(&(k as i64)));
                     }
                 }
             }
