@@ -34,6 +34,10 @@ elif [[ -f scripts/bench-recommender.sh ]]; then
     SHOPFLOW_BENCH_OUT="$OUT" bash scripts/bench-recommender.sh
 fi
 
+rm -f "$OUT/analytics.json"
+echo "==> analytics suite"
+SHOPFLOW_BENCH_OUT="$OUT" scripts/bench-analytics.sh
+
 echo "==> pipeline suite"
 target/release/shopflow bench --out "$OUT" --kafka "127.0.0.1:$PORT" "$@"
 

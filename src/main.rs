@@ -3,6 +3,7 @@
 //! benchmarks and writes a report.
 
 mod admin;
+mod analytics;
 mod models;
 mod run;
 mod settings;
@@ -46,6 +47,10 @@ enum Command {
     Models(models::ModelsArgs),
     /// Administers accounts: `admin create --email E` makes the first admin.
     Admin(admin::AdminArgs),
+    /// Delivers the log to an external system (`sink clickhouse`).
+    Sink(analytics::SinkArgs),
+    /// The analytics database: `migrate`, `report`, `seed-demo`.
+    Analytics(analytics::AnalyticsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -81,6 +86,9 @@ pub struct UpArgs {
     /// SHOPFLOW_ADMIN_PASSWORD.
     #[arg(long)]
     pub admin_email: Option<String>,
+    /// Also run the ClickHouse sink (to `analytics.url`, or a local chDB adapter it starts).
+    #[arg(long)]
+    pub analytics: bool,
 }
 
 #[derive(Args)]
@@ -126,6 +134,8 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => runtime()?.block_on(train::run(settings, args)),
         Command::Models(args) => models::cli(settings, args),
         Command::Admin(args) => runtime()?.block_on(admin::cli(settings, args)),
+        Command::Sink(args) => runtime()?.block_on(analytics::sink(settings, args)),
+        Command::Analytics(args) => runtime()?.block_on(analytics::analytics(settings, args)),
     }
 }
 

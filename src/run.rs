@@ -104,9 +104,16 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
 
     let views = Arc::new(Views::new());
     let handle = start_pipeline(settings.pipeline.clone(), log.clone(), Some(views.clone())).await?;
+    let analytics = match args.analytics {
+        true => Some(crate::analytics::Embedded::start(&settings, log.clone()).await?),
+        false => None,
+    };
     let models = watch_models(&settings);
     let app = Application::build(settings.serving.clone(), log.clone(), views).await?.with_models(models);
     let base = format!("http://{}", app.local_addr());
+    if let Some((_, url)) = &analytics {
+        println!("\n  analytics: {url}/play (SQL), {url}/dashboard; `shopflow analytics report --url {url}`");
+    }
     println!(
         "\nshopflow is up ({} log, {} pipeline workers)\n\n  browse:  {base}/api/v1/products\n  metrics: {base}/metrics\n  \
          openapi: {base}/api/v1/openapi.json\n\n  \
@@ -128,6 +135,9 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     });
     app.run_until_stopped(shutdown_signal()).await?;
     ready.abort();
+    if let Some((analytics, _)) = analytics {
+        analytics.stop().await;
+    }
     stop_pipeline(handle).await?;
     tracing::info!("shopflow stopped");
     Ok(())

@@ -16,6 +16,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub pipeline: PipelineConfig,
     pub serving: ServingConfig,
+    pub analytics: shopflow_analytics::AnalyticsSettings,
 }
 
 pub use shopflow_ingest::LogSettings;

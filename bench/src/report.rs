@@ -28,7 +28,7 @@ pub const AIM_RESTART_MIN_BACKLOG_SECS: f64 = 5.0;
 pub const AIM_RECOMMEND_P99_MS: f64 = 5.0;
 
 /// Other suites write their results next to the report under these names.
-const EXTERNAL_SUITES: [&str; 2] = ["recommender", "auth"];
+const EXTERNAL_SUITES: [&str; 3] = ["recommender", "auth", "analytics"];
 
 #[derive(Serialize)]
 pub struct Report {

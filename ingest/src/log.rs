@@ -145,6 +145,23 @@ pub trait EventLog: Send + Sync + 'static {
         let _ = (topic, partition, offset);
         Ok(())
     }
+
+    /// The positions consumer group `group` committed for `topic`, per partition (index =
+    /// partition; `None` = nothing committed yet). A committed offset is the next record to
+    /// read. Sinks that read with their own reader keep their progress here (the ClickHouse
+    /// sink commits only after ClickHouse acknowledged).
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, LogError> {
+        let _ = (group, topic);
+        Err(LogError::Invalid(format!("the {} log keeps no consumer-group offsets", self.backend())))
+    }
+
+    /// Records that group `group` has processed everything before each position (pass the
+    /// next offset to read). Durable when it returns. A commit never needs to move backwards
+    /// for the sinks here, and the backends do not check it.
+    async fn commit(&self, group: &str, next: &[Position]) -> Result<(), LogError> {
+        let _ = (group, next);
+        Err(LogError::Invalid(format!("the {} log keeps no consumer-group offsets", self.backend())))
+    }
 }
 
 /// A blocking reader of a fixed set of partitions, for a thread that owns them.

@@ -428,6 +428,18 @@ fn truncated_records_are_gone_and_offsets_stay(log: &dyn EventLog) {
     assert_eq!(next[0].offset, 10, "appends continue the offsets");
 }
 
+fn group_offsets_commit_and_read_back(log: &dyn EventLog) {
+    block_on(log.ensure_topic(&TopicSpec::new("grouped", 2))).unwrap();
+    block_on(log.append(vec![on("grouped", 0, "k", "a"), on("grouped", 0, "k", "b"), on("grouped", 1, "k", "c")])).unwrap();
+    assert_eq!(block_on(log.committed("sink", "grouped")).unwrap(), vec![None, None], "nothing committed yet");
+    block_on(log.commit("sink", &[Position::new("grouped", 0, 1)])).unwrap();
+    assert_eq!(block_on(log.committed("sink", "grouped")).unwrap(), vec![Some(1), None]);
+    block_on(log.commit("sink", &[Position::new("grouped", 0, 2), Position::new("grouped", 1, 1)])).unwrap();
+    assert_eq!(block_on(log.committed("sink", "grouped")).unwrap(), vec![Some(2), Some(1)], "a later commit replaces the earlier");
+    assert_eq!(block_on(log.committed("other", "grouped")).unwrap(), vec![None, None], "groups are independent");
+    assert!(block_on(log.committed("sink", "no-such-topic")).is_err());
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -463,6 +475,10 @@ macro_rules! conformance {
             #[test]
             fn truncated_records_are_gone_and_offsets_stay() {
                 super::truncated_records_are_gone_and_offsets_stay(&*super::$backend().log);
+            }
+            #[test]
+            fn group_offsets_commit_and_read_back() {
+                super::group_offsets_commit_and_read_back(&*super::$backend().log);
             }
             #[test]
             fn concurrent_appenders_lose_nothing() {

@@ -21,6 +21,16 @@ const SUPPLIERS: [(&str, &str); 3] = [("sup-eu", "EuroSupply"), ("sup-us", "US W
 const WAREHOUSES: [(&str, &str, &str); 3] =
     [("wh-ber", "Berlin", "DE-BER"), ("wh-nyc", "New York", "US-NYC"), ("wh-sin", "Singapore", "SG-SIN")];
 
+/// The category of demo product `i`.
+pub fn category_of(i: usize) -> &'static str {
+    CATEGORIES[i % CATEGORIES.len()].0
+}
+
+/// The id of demo warehouse `w` (0, 1 or 2).
+pub fn warehouse_of(w: usize) -> &'static str {
+    WAREHOUSES[w % WAREHOUSES.len()].0
+}
+
 /// Every demo event, in the order they are written.
 pub fn events(products: usize) -> Vec<Envelope> {
     let mut out = Vec::new();

@@ -3,8 +3,11 @@
 //!
 //! - [`demo`]: the small, named shop `shopflow up` loads on first start, with shoppers.
 //! - [`workload`]: the benchmarks' catalog and Zipf-distributed stock movements.
+//! - [`activity`]: weeks of timestamped shopper activity (views, searches, carts, orders,
+//!   payments, stock moves) over the demo catalog, for the analytics dashboards.
 //! - [`scenario`]: a deterministic stream that exercises every upsert path, for tests.
 
+pub mod activity;
 pub mod demo;
 pub mod scenario;
 pub mod workload;

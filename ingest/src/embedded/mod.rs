@@ -172,6 +172,21 @@ impl EventLog for EmbeddedLog {
         self.request(|reply| Request::Truncate { topic, partition, before: offset, reply }).await.map(|_| ())
     }
 
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, LogError> {
+        let partitions = self.topic_state(topic, |t| t.partitions)?;
+        store::committed(&self.handle.shared.db, group, topic, partitions)
+    }
+
+    async fn commit(&self, group: &str, next: &[Position]) -> Result<(), LogError> {
+        for pos in next {
+            let partitions = self.topic_state(&pos.topic, |t| t.partitions)?;
+            if pos.partition >= partitions {
+                return Err(LogError::UnknownPartition { topic: pos.topic.clone(), partition: pos.partition });
+            }
+        }
+        store::commit(&self.handle.shared.db, group, next)
+    }
+
     fn reader(&self, from: &[Position]) -> Result<Box<dyn LogReader>, LogError> {
         Ok(Box::new(reader::EmbeddedReader::new(
             self.handle.shared.clone(),

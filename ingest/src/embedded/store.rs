@@ -16,6 +16,9 @@ pub(crate) const TOPICS: TableDefinition<&str, (u32, bool)> = TableDefinition::n
 /// the last record of a partition, and the end must not move back.
 pub(crate) const ENDS: TableDefinition<(&str, u32), u64> = TableDefinition::new("ends");
 
+/// (group, topic, partition) -> next offset to read: consumer-group progress of sinks.
+pub(crate) const GROUPS: TableDefinition<(&str, &str, u32), u64> = TableDefinition::new("groups");
+
 pub(crate) type LogTable<'a> = TableDefinition<'a, u64, &'static [u8]>;
 
 pub(crate) fn table_name(topic: &str, partition: u32) -> String {
@@ -53,6 +56,7 @@ pub(crate) fn load(db: &Database) -> Result<HashMap<String, TopicState>, LogErro
     let txn = db.begin_write().map_err(storage)?;
     txn.open_table(TOPICS).map_err(storage)?;
     txn.open_table(ENDS).map_err(storage)?;
+    txn.open_table(GROUPS).map_err(storage)?;
     txn.commit().map_err(storage)?;
 
     let txn = db.begin_read().map_err(storage)?;
@@ -82,4 +86,26 @@ pub(crate) fn load(db: &Database) -> Result<HashMap<String, TopicState>, LogErro
         );
     }
     Ok(out)
+}
+
+/// The committed positions of `group` in `topic`'s first `partitions` partitions.
+pub(crate) fn committed(db: &Database, group: &str, topic: &str, partitions: u32) -> Result<Vec<Option<u64>>, LogError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let table = txn.open_table(GROUPS).map_err(storage)?;
+    (0..partitions)
+        .map(|p| Ok(table.get((group, topic, p)).map_err(storage)?.map(|g| g.value())))
+        .collect()
+}
+
+/// Stores `group`'s positions in one durable transaction (a write transaction of its own: redb
+/// serialises it with the writer thread's, and commits are rare next to appends).
+pub(crate) fn commit(db: &Database, group: &str, next: &[crate::Position]) -> Result<(), LogError> {
+    let txn = db.begin_write().map_err(storage)?;
+    {
+        let mut table = txn.open_table(GROUPS).map_err(storage)?;
+        for pos in next {
+            table.insert((group, pos.topic.as_str(), pos.partition), pos.offset).map_err(storage)?;
+        }
+    }
+    txn.commit().map_err(storage)
 }

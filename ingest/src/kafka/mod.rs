@@ -40,6 +40,9 @@ struct Inner {
     /// Partition counts seen so far. Kafka topics can grow partitions; this log assumes they
     /// do not while it runs (keyed placement would change under a running pipeline anyway).
     partitions: RwLock<HashMap<String, u32>>,
+    /// One never-subscribed consumer per group whose offsets this log commits or reads
+    /// (`EventLog::commit`/`committed`), made on first use.
+    groups: parking_lot::Mutex<HashMap<String, Arc<BaseConsumer>>>,
 }
 
 pub(crate) fn kafka_error(e: KafkaError) -> LogError {
@@ -83,8 +86,23 @@ impl KafkaLog {
                 admin,
                 meta: Arc::new(meta),
                 partitions: RwLock::new(HashMap::new()),
+                groups: parking_lot::Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The consumer that speaks for `group` in offset commits and fetches. It never
+    /// subscribes, so it never joins the group's membership: its commits are "simple" ones
+    /// (generation -1), which brokers accept while no member of that group is active.
+    fn group_client(&self, group: &str) -> Result<Arc<BaseConsumer>, LogError> {
+        let mut groups = self.inner.groups.lock();
+        if let Some(c) = groups.get(group) {
+            return Ok(c.clone());
+        }
+        let consumer: BaseConsumer = self.inner.config.consumer(group).create().map_err(kafka_error)?;
+        let consumer = Arc::new(consumer);
+        groups.insert(group.to_string(), consumer.clone());
+        Ok(consumer)
     }
 
     pub fn config(&self) -> &KafkaConfig {
@@ -341,6 +359,44 @@ impl EventLog for KafkaLog {
             }
         }
         Ok(())
+    }
+
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, LogError> {
+        let n = self.cached_partitions(topic).await?;
+        let client = self.group_client(group)?;
+        let full = self.inner.config.qualify(topic);
+        let timeout = self.inner.config.request_timeout;
+        blocking::run("committed", move || {
+            let mut tpl = rdkafka::TopicPartitionList::with_capacity(n as usize);
+            for p in 0..n {
+                tpl.add_partition(&full, p as i32);
+            }
+            let got = client.committed_offsets(tpl, timeout).map_err(kafka_error)?;
+            Ok((0..n)
+                .map(|p| match got.find_partition(&full, p as i32).map(|e| e.offset()) {
+                    Some(rdkafka::Offset::Offset(o)) if o >= 0 => Some(o as u64),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn commit(&self, group: &str, next: &[Position]) -> Result<(), LogError> {
+        if next.is_empty() {
+            return Ok(());
+        }
+        let client = self.group_client(group)?;
+        let mut tpl = rdkafka::TopicPartitionList::with_capacity(next.len());
+        for pos in next {
+            let offset = i64::try_from(pos.offset).map_err(|_| LogError::Invalid(format!("offset {pos} too large")))?;
+            tpl.add_partition_offset(&self.inner.config.qualify(&pos.topic), pos.partition as i32, rdkafka::Offset::Offset(offset))
+                .map_err(kafka_error)?;
+        }
+        blocking::run("commit", move || {
+            client.commit(&tpl, rdkafka::consumer::CommitMode::Sync).map_err(kafka_error)
+        })
+        .await
     }
 
     fn reader(&self, from: &[Position]) -> Result<Box<dyn LogReader>, LogError> {
