@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use shopflow_analytics::{dashboards, migrations, report, AnalyticsSettings, ClickHouseService, ClickHouseSink};
+use shopflow_analytics::snapshots::TopSellerSnapshots;
 use shopflow_ingest::EventLog;
 use tokio::sync::watch;
 
@@ -117,9 +118,29 @@ pub async fn sink(mut settings: Settings, args: SinkArgs) -> anyhow::Result<()> 
     let log = shopflow_ingest::open(&settings.log).await?;
     let service = ClickHouseService::new(shopflow_analytics::client(&settings.analytics, &url));
     migrate_when_reachable(&service, &settings.analytics.database).await?;
-    let sink = ClickHouseSink::new(log, service, settings.analytics.clone());
+    let sink = ClickHouseSink::new(log.clone(), service.clone(), settings.analytics.clone());
     let (stop, stopped) = watch::channel(false);
-    let mut task = tokio::spawn(sink.run(stopped));
+    let mut task = tokio::spawn(sink.run(stopped.clone()));
+    // The top-sellers view comes from the pipeline cluster's changelogs, as a replica's does.
+    let replica_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let replica = {
+        let (log, views, flag) = (log.clone(), Arc::new(shopflow_dataflow::views::Views::new()), replica_stop.clone());
+        let spawned = tokio::task::spawn_blocking({
+            let views = views.clone();
+            move || shopflow_dataflow::replica::spawn(log, views, flag)
+        })
+        .await?;
+        match spawned {
+            Ok(thread) => {
+                tokio::spawn(snapshots(&service, views, &settings.analytics).run(stopped));
+                Some(thread)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no view changelogs to follow (no pipeline cluster?): top-seller snapshots are off");
+                None
+            }
+        }
+    };
     println!("analytics sink: {} -> {url} (database {})", settings.log.kafka.as_deref().unwrap_or("embedded log"), settings.analytics.database);
     let progress = tokio::select! {
         _ = crate::run::shutdown_signal() => {
@@ -129,8 +150,21 @@ pub async fn sink(mut settings: Settings, args: SinkArgs) -> anyhow::Result<()> 
         // The sink only ends by itself on an error that waiting cannot fix.
         ended = &mut task => ended??,
     };
+    replica_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(replica) = replica {
+        let _ = tokio::task::spawn_blocking(move || replica.join()).await;
+    }
     println!("analytics sink stopped: {} records, {} rows", progress.records, progress.rows);
     Ok(())
+}
+
+fn snapshots(service: &ClickHouseService, views: Arc<shopflow_dataflow::views::Views>, settings: &AnalyticsSettings) -> TopSellerSnapshots {
+    TopSellerSnapshots::new(
+        service.client().clone(),
+        views,
+        Duration::from_secs(settings.top_seller_snapshot_secs),
+        settings.top_seller_snapshot_rows,
+    )
 }
 
 pub async fn analytics(mut settings: Settings, args: AnalyticsArgs) -> anyhow::Result<()> {
@@ -203,7 +237,8 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    pub async fn start(settings: &Settings, log: Arc<dyn EventLog>) -> anyhow::Result<(Self, String)> {
+    /// `views`: the process's own views, whose top sellers are snapshotted.
+    pub async fn start(settings: &Settings, log: Arc<dyn EventLog>, views: Arc<shopflow_dataflow::views::Views>) -> anyhow::Result<(Self, String)> {
         let mut analytics = settings.analytics.clone();
         let (url, adapter) = match &analytics.url {
             Some(url) => (url.clone(), None),
@@ -216,6 +251,7 @@ impl Embedded {
         let service = ClickHouseService::new(shopflow_analytics::client(&analytics, &url));
         migrate_when_reachable(&service, &analytics.database).await?;
         let (stop, stopped) = watch::channel(false);
+        tokio::spawn(snapshots(&service, views, &analytics).run(stopped.clone()));
         let task = tokio::spawn(ClickHouseSink::new(log, service, analytics).run(stopped));
         Ok((Self { adapter, stop, task }, url))
     }

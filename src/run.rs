@@ -105,7 +105,7 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     let views = Arc::new(Views::new());
     let handle = start_pipeline(settings.pipeline.clone(), log.clone(), Some(views.clone())).await?;
     let analytics = match args.analytics {
-        true => Some(crate::analytics::Embedded::start(&settings, log.clone()).await?),
+        true => Some(crate::analytics::Embedded::start(&settings, log.clone(), views.clone()).await?),
         false => None,
     };
     let models = watch_models(&settings);

@@ -66,6 +66,10 @@ pub struct AnalyticsSettings {
     pub email_hash_key: Secret,
     /// Port of the chDB adapter that `up --analytics` starts when `url` is unset.
     pub adapter_port: u16,
+    /// How often the top-sellers view is snapshotted into `top_seller_snapshots` (seconds),
+    /// and how many of the best products each snapshot keeps.
+    pub top_seller_snapshot_secs: u64,
+    pub top_seller_snapshot_rows: usize,
 }
 
 impl Default for AnalyticsSettings {
@@ -86,6 +90,8 @@ impl Default for AnalyticsSettings {
             retry_max_ms: 5_000,
             email_hash_key: Secret::new("shopflow-development-key"),
             adapter_port: 8123,
+            top_seller_snapshot_secs: 60,
+            top_seller_snapshot_rows: 100,
         }
     }
 }

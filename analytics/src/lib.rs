@@ -8,6 +8,8 @@
 //!   `shopflow analytics migrate`.
 //! - [`dashboards`]: the SQL files under `dashboards/` (also loaded by ClickHouse's /dashboard
 //!   page from the `dashboards` table) and [`report`] that runs them and draws PNGs.
+//! - [`snapshots`]: the pipeline's top-sellers view, snapshotted into `top_seller_snapshots`
+//!   at fixed times, once per time.
 //! - `adapter/chdb_http.py`: ClickHouse's HTTP interface over chDB, for tests and `up`.
 
 mod config;
@@ -17,6 +19,7 @@ pub mod migrations;
 pub mod report;
 pub mod rows;
 pub mod sink;
+pub mod snapshots;
 
 pub use config::{AnalyticsSettings, Compression, Secret};
 pub use error::AnalyticsError;

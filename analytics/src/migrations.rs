@@ -16,7 +16,10 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first. Never edit an applied one: add the next version.
-pub const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "tables", sql: include_str!("../migrations/0001_tables.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "tables", sql: include_str!("../migrations/0001_tables.sql") },
+    Migration { version: 2, name: "top_seller_snapshots", sql: include_str!("../migrations/0002_top_seller_snapshots.sql") },
+];
 
 /// Creates the database if needed, applies the migrations it has not seen, refreshes the
 /// dashboards; returns the versions applied now.

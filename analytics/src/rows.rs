@@ -125,3 +125,13 @@ pub struct DashboardRow {
     pub title: String,
     pub query: String,
 }
+
+/// One ranked row of a snapshot of the pipeline's top-sellers view.
+#[derive(Clone, Debug, PartialEq, Row, Serialize, Deserialize)]
+pub struct TopSellerSnapshotRow {
+    pub snapshot_at: i64,
+    pub rank: u32,
+    pub product_id: String,
+    pub category_id: String,
+    pub units: i64,
+}
