@@ -53,7 +53,14 @@ pub struct Views {
     /// stock total is computed from the stock table and written into the product table. Two
     /// batches interleaving between the read and the write could leave a stale total last.
     applying: parking_lot::Mutex<()>,
+    /// Told which products changed, inside `apply` (so before the progress that covers the
+    /// change is reported): how a derived index (search) follows the catalog.
+    product_listeners: parking_lot::RwLock<Vec<ProductListener>>,
 }
+
+/// Called with the ids of the products whose catalog row, stock total or top-seller units
+/// changed in one applied batch (the rows are already updated when it runs).
+pub type ProductListener = Box<dyn Fn(&[Id]) + Send + Sync>;
 
 impl std::ops::Deref for Views {
     type Target = Tables;
@@ -80,11 +87,28 @@ impl Views {
         touched.extend(batches.stock.iter().map(|((product, _), _)| product.clone()));
         touched.sort();
         touched.dedup();
+        let ranked: Vec<Id> = batches.top_sellers.iter().map(|(k, _)| k.clone()).collect();
         self.tables.apply_batches(batches);
-        for product in touched {
-            let total = self.stock.range(first_key_range(&product)).iter().map(|s| s.quantity).sum();
-            self.products.modify(&product, |row| row.stock = total);
+        for product in &touched {
+            let total = self.stock.range(first_key_range(product)).iter().map(|s| s.quantity).sum();
+            self.products.modify(product, |row| row.stock = total);
         }
+        let listeners = self.product_listeners.read();
+        if !listeners.is_empty() && !(touched.is_empty() && ranked.is_empty()) {
+            touched.extend(ranked);
+            touched.sort();
+            touched.dedup();
+            for listener in listeners.iter() {
+                listener(&touched);
+            }
+        }
+    }
+
+    /// Registers `listener` for every later `apply` that changes products (see
+    /// [`ProductListener`]). Products already in the views are not replayed to it: read them
+    /// from `products` after registering, so nothing falls between the two.
+    pub fn on_product_change(&self, listener: ProductListener) {
+        self.product_listeners.write().push(listener);
     }
 
     /// One user's interactions (their row of the interaction matrix), by product id.
