@@ -99,8 +99,7 @@ impl Indexer {
     /// Runs until the index is dropped. A failed commit is logged and retried with the next
     /// batch (the changed ids are kept), never a panic.
     pub fn run(mut self) {
-        loop {
-            let Some((covered, ids, full_sync)) = self.next_batch() else { break };
+        while let Some((covered, ids, full_sync)) = self.next_batch() {
             let started = Instant::now();
             let result = if full_sync { self.sync_all() } else { self.apply(&ids) };
             match result.and_then(|written| self.commit().map(|()| written)) {

@@ -93,7 +93,7 @@ impl SearchIndex {
         };
         schema::register_tokenizers(&index);
         let threads = config.writer_threads.unwrap_or(2).max(1);
-        let memory = config.writer_memory.unwrap_or(64 << 20).max(threads * 16 << 20);
+        let memory = config.writer_memory.unwrap_or(64 << 20).max((threads * 16) << 20);
         let writer = index.writer_with_num_threads(threads, memory)?;
         // Manual: the indexer reloads right after each commit, and only then says the
         // index reflects the batch; a timer-driven reload could not say when it happened.

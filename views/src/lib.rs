@@ -94,7 +94,8 @@ impl Views {
             self.products.modify(product, |row| row.stock = total);
         }
         let listeners = self.product_listeners.read();
-        if !listeners.is_empty() && !(touched.is_empty() && ranked.is_empty()) {
+        let changed = !(touched.is_empty() && ranked.is_empty());
+        if changed && !listeners.is_empty() {
             touched.extend(ranked);
             touched.sort();
             touched.dedup();
