@@ -60,6 +60,7 @@ pub struct SearchConfig {
 
 /// One suggestion for search-as-you-type.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Suggestion {
     pub id: String,
     pub name: String,

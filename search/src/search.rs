@@ -58,6 +58,7 @@ pub struct SearchRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct SearchResults {
     /// Every product matching text and filters.
     pub total: usize,
@@ -68,6 +69,7 @@ pub struct SearchResults {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Hit {
     pub id: String,
     pub name: String,
@@ -86,6 +88,7 @@ pub struct Hit {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Price {
     pub amount_minor: i64,
     pub currency: String,
@@ -93,6 +96,7 @@ pub struct Price {
 
 /// HTML-escaped fragments with the matched words in `<em>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Highlight {
     pub name: String,
     pub description: String,
@@ -101,12 +105,14 @@ pub struct Highlight {
 /// Per category (the children of the filtered category, or the top level) and per brand id:
 /// how many of the matching products are there.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct FacetCounts {
     pub category: Vec<FacetCount>,
     pub brand: Vec<FacetCount>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct FacetCount {
     pub value: String,
     pub count: u64,
