@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use shopflow_events::Id;
-use shopflow_views::{ProgressReport, Views};
+use shopflow_views::{Changed, ProgressReport, Views};
+use parking_lot::RwLock;
+
+use crate::synonyms::Synonyms;
 use tantivy::{IndexReader, IndexWriter, Term};
 use tokio::sync::watch;
 
@@ -40,6 +43,8 @@ impl Default for CommitPolicy {
 #[derive(Default)]
 pub(crate) struct Pending {
     ids: HashSet<Id>,
+    /// The synonyms view changed: reload it.
+    synonyms: bool,
     /// Compare the whole index with the whole catalog view (start, rebuild).
     full_sync: bool,
     stop: bool,
@@ -52,8 +57,11 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    pub(crate) fn changed(&self, ids: &[Id]) {
-        self.pending.lock().ids.extend(ids.iter().cloned());
+    pub(crate) fn changed(&self, changed: &Changed<'_>) {
+        let mut pending = self.pending.lock();
+        pending.ids.extend(changed.products.iter().cloned());
+        pending.synonyms |= changed.synonyms;
+        drop(pending);
         self.wake.notify_one();
     }
 
@@ -68,11 +76,11 @@ impl Inbox {
     }
 
     /// A views listener that feeds this inbox while it exists.
-    pub(crate) fn listener(self: &Arc<Self>) -> shopflow_views::ProductListener {
+    pub(crate) fn listener(self: &Arc<Self>) -> shopflow_views::ChangeListener {
         let inbox: Weak<Inbox> = Arc::downgrade(self);
-        Box::new(move |ids| {
+        Box::new(move |changed| {
             if let Some(inbox) = inbox.upgrade() {
-                inbox.changed(ids);
+                inbox.changed(changed);
             }
         })
     }
@@ -91,6 +99,9 @@ pub(crate) struct Indexer {
     pub applied: Arc<shopflow_views::Progress>,
     /// `true` once a full sync has been committed.
     pub synced: Arc<watch::Sender<bool>>,
+    /// What searches expand words with: the synonyms view's `default` set, replaced by the
+    /// indexer in the batch that saw it change (before that batch's progress is reported).
+    pub synonyms: Arc<RwLock<Arc<Synonyms>>>,
     pub reports: u64,
     pub last_covered: Vec<shopflow_ingest::Position>,
 }
@@ -141,6 +152,11 @@ impl Indexer {
                 break;
             }
             let idle = self.inbox.wake.wait_for(&mut pending, self.policy.idle_poll).timed_out();
+            if std::mem::take(&mut pending.synonyms) {
+                // No commit needed: synonyms apply at query time. Reloaded under the inbox
+                // lock, so progress taken after this covers the change.
+                self.reload_synonyms();
+            }
             if idle && pending.ids.is_empty() && !pending.full_sync {
                 // Nothing changed in the products: everything the views cover is indexed.
                 let covered = self.views.progress.covered_offsets();
@@ -162,6 +178,9 @@ impl Indexer {
         let mut pending = self.inbox.pending.lock();
         let ids = std::mem::take(&mut pending.ids);
         let full_sync = std::mem::take(&mut pending.full_sync);
+        if std::mem::take(&mut pending.synonyms) || full_sync {
+            self.reload_synonyms();
+        }
         Some((covered, ids, full_sync))
     }
 
@@ -221,6 +240,12 @@ impl Indexer {
         }
         tracing::info!(products = total, written, took_ms = started.elapsed().as_millis() as u64, "search index sync done");
         Ok(written)
+    }
+
+    fn reload_synonyms(&self) {
+        let groups = self.views.synonyms.get(&Id::from(crate::synonyms::DEFAULT_SET)).map(|row| row.groups).unwrap_or_default();
+        tracing::info!(groups = groups.len(), "search synonyms loaded");
+        *self.synonyms.write() = Arc::new(Synonyms::new(&groups));
     }
 
     fn commit(&mut self) -> Result<(), SearchError> {

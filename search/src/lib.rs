@@ -75,7 +75,7 @@ pub struct SearchIndex {
     fields: Fields,
     reader: IndexReader,
     typos: TypoRules,
-    synonyms: RwLock<Arc<Synonyms>>,
+    synonyms: Arc<RwLock<Arc<Synonyms>>>,
     inbox: Arc<Inbox>,
     applied: Arc<Progress>,
     synced: Arc<watch::Sender<bool>>,
@@ -102,7 +102,8 @@ impl SearchIndex {
         let known = if created { Default::default() } else { store::known_documents(&reader.searcher())? };
         tracing::info!(documents = known.len(), created, "search index opened");
         let inbox = Arc::new(Inbox::default());
-        views.on_product_change(inbox.listener());
+        views.on_change(inbox.listener());
+        let synonyms = Arc::new(RwLock::new(Arc::new(Synonyms::default())));
         let applied = Arc::new(Progress::default());
         let synced = Arc::new(watch::channel(false).0);
         let indexer = Indexer {
@@ -115,6 +116,7 @@ impl SearchIndex {
             known,
             applied: applied.clone(),
             synced: synced.clone(),
+            synonyms: synonyms.clone(),
             reports: 0,
             last_covered: Vec::new(),
         };
@@ -124,7 +126,7 @@ impl SearchIndex {
             fields,
             reader,
             typos: config.typos,
-            synonyms: RwLock::new(Arc::new(Synonyms::default())),
+            synonyms,
             inbox,
             applied,
             synced,
@@ -156,7 +158,8 @@ impl SearchIndex {
         &self.applied
     }
 
-    /// Replaces the synonym groups; the next search uses them.
+    /// Replaces the synonym groups until the synonyms view next changes; the next search
+    /// uses them. (Servers take them from the view; this is for tests and benchmarks.)
     pub fn set_synonyms(&self, synonyms: Synonyms) {
         *self.synonyms.write() = Arc::new(synonyms);
     }

@@ -6,6 +6,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The synonym set searches use.
+pub const DEFAULT_SET: &str = "default";
+
 /// At most this many groups and words per group (an admin API, but still bounded).
 pub const MAX_GROUPS: usize = 10_000;
 pub const MAX_GROUP_WORDS: usize = 32;

@@ -287,3 +287,18 @@ async fn the_index_progress_follows_the_views_when_no_product_changed() {
     f.views.progress.report(ProgressReport { worker: 0, peers: 1, frontier: 1, offsets: vec![position] });
     f.index.applied().wait_for(&[Position::new("interactions", 3, 9)], Duration::from_secs(10)).await.unwrap();
 }
+
+#[tokio::test]
+async fn synonyms_come_from_the_synonyms_view_with_its_progress() {
+    let mut f = Fixture::new();
+    f.load(catalog()).await;
+    let set = |groups: Vec<Vec<String>>| ViewUpdate::Synonyms {
+        key: "default".into(),
+        row: Some(shopflow_views::SynonymsRow { set_id: "default".into(), groups }),
+    };
+    f.apply(vec![set(vec![vec!["couch".into(), "sofa".into()], vec!["pot".into(), "kettle".into()]])]).await;
+    assert_eq!(f.ids("couch "), ["p5"], "searchable once the index applied the change");
+    assert_eq!(sorted(f.ids("pot ")), ["p1", "p7"]);
+    f.apply(vec![set(vec![])]).await;
+    assert!(f.ids("couch ").is_empty(), "the new set replaces the old");
+}

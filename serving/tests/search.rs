@@ -172,6 +172,29 @@ async fn typos_stemming_and_the_last_word_as_a_prefix() -> Result<()> {
 }
 
 #[tokio::test]
+async fn synonyms_put_by_an_admin_are_used_by_the_search_with_the_puts_token() -> Result<()> {
+    let mut app = spawn_app().await;
+    ready(&app).await?;
+    let _records = run_pipeline(&mut app);
+    let token = shop(&app).await?;
+    ensure!(ids(&search(&app, &format!("q=couch&consistency_token={token}")).await?).is_empty());
+    let body = json!({"groups": [["couch", "sofa"], ["pot", "kettle"]]});
+    let refused = app.client.put(app.url("/api/v1/search/synonyms")).json(&body).send().await?;
+    ensure!(refused.status() == StatusCode::UNAUTHORIZED, "{}", refused.status());
+    let bad = app.admin(Method::PUT, "/api/v1/search/synonyms").json(&json!({"groups": [["alone"]]})).send().await?;
+    ensure!(bad.status().is_client_error(), "{}", bad.status());
+    let response = app.admin(Method::PUT, "/api/v1/search/synonyms").json(&body).send().await?;
+    ensure!(response.status() == StatusCode::ACCEPTED, "{}", response.status());
+    let token = response.json::<Value>().await?["consistency_token"].as_str().context("token")?.to_owned();
+    ensure!(ids(&search(&app, &format!("q=couch&consistency_token={token}")).await?) == ["p5"]);
+    ensure!(sorted(ids(&search(&app, "q=pot").await?)) == ["p1", "p7"]);
+    let stored: Value = app.client.get(app.url("/api/v1/search/synonyms")).send().await?.json().await?;
+    ensure!(stored == body, "{stored}");
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn every_filter_and_sort_and_cursor_pages() -> Result<()> {
     let mut app = spawn_app().await;
     ready(&app).await?;

@@ -57,6 +57,8 @@ fn table(state: &AppState) -> OpenApiRouter<AppState> {
         // Static segments win over `{id}`, so these are not product ids.
         .routes(read(routes!(search::search)))
         .routes(read(routes!(search::suggest)))
+        .routes(read(routes!(search::get_synonyms)))
+        .routes(routes!(search::put_synonyms))
         .routes(routes!(products::create))
         .routes(read(routes!(products::get)))
         .routes(routes!(products::update, products::delete))

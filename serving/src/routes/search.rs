@@ -9,14 +9,17 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use utoipa::IntoParams;
-use shopflow_events::types::SearchPerformed;
+use utoipa::{IntoParams, ToSchema};
+use shopflow_events::types::{SearchPerformed, SynonymsSet};
 use shopflow_events::{Event, Id};
 use shopflow_search::{Filters, SearchError, SearchRequest, SearchResults, Suggestion};
 
+use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::openapi::ReadErrors;
-use crate::extract::ApiQuery;
+use crate::openapi::{AdminErrors, ReadErrors, WriteErrors};
+use crate::extract::{ApiQuery, WriteJson};
+use crate::idempotency::Write;
+use crate::write::Accepted;
 use crate::state::AppState;
 use crate::token::ReadConsistency;
 
@@ -131,6 +134,51 @@ pub async fn suggest(
     let limit = query.limit.unwrap_or(DEFAULT_SUGGESTIONS);
     let suggestions = tokio::task::spawn_blocking(move || index.suggest(&query.q, limit)).await.map_err(|_| ApiError::Internal)?;
     Ok(Json(suggestions.map_err(search_error)?))
+}
+
+/// The whole synonym set; it replaces the previous one.
+#[derive(Deserialize, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SynonymGroups {
+    groups: Vec<Vec<String>>,
+}
+
+/// `PUT /api/v1/search/synonyms` (admin): an event on the log, so every replica's index gets
+/// the same set from the `synonyms` view; a search with the answer's token uses it.
+#[utoipa::path(
+    put,
+    path = "/api/v1/search/synonyms",
+    operation_id = "put_synonyms",
+    tag = "search",
+    params(Write),
+    request_body = SynonymGroups,
+    security(("bearer" = [])),
+    responses(Accepted, WriteErrors, AdminErrors)
+)]
+pub async fn put_synonyms(
+    State(state): State<AppState>,
+    _: Admin,
+    WriteJson { body, write }: WriteJson<SynonymGroups>,
+) -> Result<Accepted, ApiError> {
+    let set_id = Id::from(shopflow_search::synonyms::DEFAULT_SET);
+    let event = Event::SynonymsSet(SynonymsSet { set_id: set_id.clone(), groups: body.groups });
+    state.submit(&write, event, Some(set_id.to_string())).await
+}
+
+/// `GET /api/v1/search/synonyms`: the set as the views have it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search/synonyms",
+    operation_id = "get_synonyms",
+    tag = "search",
+    params(ReadConsistency),
+    responses((status = 200, description = "The synonym set search uses", body = SynonymGroups), ReadErrors)
+)]
+pub async fn get_synonyms(State(state): State<AppState>, read: ReadConsistency) -> Result<Json<SynonymGroups>, ApiError> {
+    state.consistent(&read).await?;
+    let set_id = Id::from(shopflow_search::synonyms::DEFAULT_SET);
+    let groups = state.views.synonyms.get(&set_id).map(|row| row.groups).unwrap_or_default();
+    Ok(Json(SynonymGroups { groups }))
 }
 
 /// Publishes the search as an interaction, off the request path: a search never waits for

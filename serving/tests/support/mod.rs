@@ -251,6 +251,10 @@ pub fn apply_like_pipeline(views: &Views, appended: &Appended, covered: &mut Has
             }
         }
         Event::ProductDeleted(p) => views.apply([ViewUpdate::Product { key: p.product_id.clone(), row: None }]),
+        Event::SynonymsSet(s) => views.apply([ViewUpdate::Synonyms {
+            key: s.set_id.clone(),
+            row: Some(shopflow_views::SynonymsRow { set_id: s.set_id.clone(), groups: s.groups.clone() }),
+        }]),
         Event::WarehouseCreated(w) => views.apply([ViewUpdate::Warehouse {
             key: w.warehouse_id.clone(),
             row: Some(WarehouseRow { warehouse_id: w.warehouse_id.clone(), name: w.name.clone(), location: w.location.clone() }),
