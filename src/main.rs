@@ -52,6 +52,9 @@ enum Command {
     Sink(analytics::SinkArgs),
     /// The analytics database: `migrate`, `report`, `seed-demo`.
     Analytics(analytics::AnalyticsArgs),
+    /// Runs the search benchmark (tantivy in process and over HTTP, PostgreSQL GIN) and writes
+    /// OUT/search.{md,json}.
+    BenchSearch(shopflow_bench::search::SearchBenchArgs),
     /// Imports a catalog file (CSV or JSON Lines) through a running server's write path.
     Import(import::ImportArgs),
 }
@@ -139,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         Command::Admin(args) => runtime()?.block_on(admin::cli(settings, args)),
         Command::Sink(args) => runtime()?.block_on(analytics::sink(settings, args)),
         Command::Analytics(args) => runtime()?.block_on(analytics::analytics(settings, args)),
+        Command::BenchSearch(args) => runtime()?.block_on(shopflow_bench::search::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
     }
 }
