@@ -98,7 +98,14 @@ pub async fn http_server(views: Arc<Views>) -> anyhow::Result<HttpServer> {
     for topic in shopflow_events::Topic::ALL {
         log.ensure_topic(&shopflow_ingest::TopicSpec::new(topic.name(), 4)).await?;
     }
-    let config = shopflow_serving::ServingConfig { listen: "127.0.0.1:0".parse()?, ..Default::default() };
+    let config = shopflow_serving::ServingConfig {
+        listen: "127.0.0.1:0".parse()?,
+        // A throwaway signing key: this suite signs nobody in.
+        auth: shopflow_serving::AuthConfig { key: Some(uuid::Uuid::new_v4().to_string().repeat(2)), ..Default::default() },
+        // The load comes from one address; the limits are not what this measures.
+        gateway: shopflow_serving::GatewayConfig { rate_limits: false, ..Default::default() },
+        ..Default::default()
+    };
     let app = shopflow_serving::Application::build(config, log, views).await?;
     let base = format!("http://{}", app.local_addr());
     let search = app.state().search.clone();
