@@ -90,8 +90,10 @@ pub struct Product {
 
 /// A row of the file by column name, and the line it started on.
 pub type Row = (usize, HashMap<String, String>);
+/// A line that could not be used, and why.
+pub type Skipped = (usize, String);
 
-pub fn read_rows(file: &std::path::Path, format: Format) -> anyhow::Result<(Vec<Row>, Vec<(usize, String)>)> {
+pub fn read_rows(file: &std::path::Path, format: Format) -> anyhow::Result<(Vec<Row>, Vec<Skipped>)> {
     let mut rows = Vec::new();
     let mut bad = Vec::new();
     match format {
