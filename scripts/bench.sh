@@ -41,4 +41,7 @@ SHOPFLOW_BENCH_OUT="$OUT" scripts/bench-analytics.sh
 echo "==> pipeline suite"
 target/release/shopflow bench --out "$OUT" --kafka "127.0.0.1:$PORT" "$@"
 
-echo "==> report: $OUT/report.md (and report.json)"
+echo "==> search suite (tantivy in process and over HTTP, PostgreSQL GIN baseline)"
+target/release/shopflow bench-search --out "$OUT"
+
+echo "==> report: $OUT/report.md (and report.json); search: $OUT/search.md"

@@ -4,6 +4,7 @@
 
 mod admin;
 mod analytics;
+mod import;
 mod models;
 mod run;
 mod settings;
@@ -51,6 +52,11 @@ enum Command {
     Sink(analytics::SinkArgs),
     /// The analytics database: `migrate`, `report`, `seed-demo`.
     Analytics(analytics::AnalyticsArgs),
+    /// Runs the search benchmark (tantivy in process and over HTTP, PostgreSQL GIN) and writes
+    /// OUT/search.{md,json}.
+    BenchSearch(shopflow_bench::search::SearchBenchArgs),
+    /// Imports a catalog file (CSV or JSON Lines) through a running server's write path.
+    Import(import::ImportArgs),
 }
 
 #[derive(Args, Clone)]
@@ -136,6 +142,8 @@ fn main() -> anyhow::Result<()> {
         Command::Admin(args) => runtime()?.block_on(admin::cli(settings, args)),
         Command::Sink(args) => runtime()?.block_on(analytics::sink(settings, args)),
         Command::Analytics(args) => runtime()?.block_on(analytics::analytics(settings, args)),
+        Command::BenchSearch(args) => runtime()?.block_on(shopflow_bench::search::run(args)),
+        Command::Import(args) => runtime()?.block_on(import::run(args)),
     }
 }
 

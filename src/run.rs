@@ -85,6 +85,11 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         settings.serving.listen = listen;
     }
     settings.pipeline.data_dir = settings.log.data_dir.join("pipeline");
+    // One process, one index: kept on disk, reopened and synced with the views at start.
+    // (`serve` replicas keep theirs in memory unless configured: each builds its own.)
+    if settings.serving.search_dir.is_none() {
+        settings.serving.search_dir = Some(settings.log.data_dir.join("search"));
+    }
     let log = shopflow_ingest::open(&settings.log).await?;
 
     let catalog_written: u64 = log.end_offsets(Topic::Catalog.name()).await?.iter().sum();
@@ -131,7 +136,7 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let ready = tokio::spawn(async move {
         state.wait_ready().await;
-        println!("  ready: the views have caught up with the log ({} ms after start); /readyz answers 200\n", started.elapsed().as_millis());
+        println!("  ready: the views have caught up with the log and the search index with them ({} ms after start); /readyz answers 200\n", started.elapsed().as_millis());
     });
     app.run_until_stopped(shutdown_signal()).await?;
     ready.abort();

@@ -18,6 +18,7 @@ mod pipeline;
 mod recommend;
 mod report;
 mod restart;
+pub mod search;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -11,7 +11,7 @@ use timely::progress::Timestamp;
 
 use crate::jobs::Epoch;
 use crate::state::ProductBase;
-use crate::views::{AccountRow, AddressRow, RequestRow, SessionRow, WarehouseRow};
+use crate::views::{AccountRow, AddressRow, RequestRow, SessionRow, SynonymsRow, WarehouseRow};
 
 macro_rules! base_collections {
     (
@@ -102,6 +102,8 @@ base_collections! {
         accounts: (Id, AccountRow),
         addresses: ((Id, Id), AddressRow),
         sessions: (Id, SessionRow),
+        /// Search synonym sets by set id.
+        synonyms: (Id, SynonymsRow),
     }
     windowed {
         /// Products, the difference being weight inside the trending window.

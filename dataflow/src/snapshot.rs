@@ -51,7 +51,7 @@ mod legacy {
     use serde::Deserialize;
     use shopflow_events::Id;
 
-    use crate::state::{AccountsState, CatalogState, InteractionState, InventoryState, PartitionSnapshot, PartitionState, Parts, ProductBase};
+    use crate::state::{AccountsState, SearchState, CatalogState, InteractionState, InventoryState, PartitionSnapshot, PartitionState, Parts, ProductBase};
     use crate::views::{RequestRow, WarehouseRow};
 
     /// The tables formats 1 and 2 stored, in their order. postcard writes a nested struct's
@@ -122,6 +122,8 @@ mod legacy {
                 },
                 // Format 2 predates accounts: the pipeline did not read `users` then.
                 accounts: AccountsState::default(),
+                // Nor search synonyms.
+                search: SearchState::default(),
             };
             let core = PartitionSnapshot {
                 next_offset: self.next_offset,

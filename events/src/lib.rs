@@ -58,6 +58,8 @@ pub enum Event {
     SupplierUpserted(NamedEntityUpserted),
     #[serde(rename = "review.posted")]
     ReviewPosted(ReviewPosted),
+    #[serde(rename = "search.synonyms_set")]
+    SynonymsSet(SynonymsSet),
 
     #[serde(rename = "warehouse.created")]
     WarehouseCreated(WarehouseCreated),
@@ -131,7 +133,7 @@ impl Event {
         use Event::*;
         match self {
             ProductCreated(_) | ProductUpdated(_) | ProductDeleted(_) | CategoryUpserted(_)
-            | BrandUpserted(_) | SupplierUpserted(_) | ReviewPosted(_) => Topic::Catalog,
+            | BrandUpserted(_) | SupplierUpserted(_) | ReviewPosted(_) | SynonymsSet(_) => Topic::Catalog,
             WarehouseCreated(_) | StockReceived(_) | StockAdjusted(_) => Topic::Inventory,
             UserRegistered(_) | ProfileUpdated(_) | AddressAdded(_) | RoleChanged(_) | SessionStarted(_)
             | SessionRefreshed(_) | SessionRevoked(_) => {
@@ -158,6 +160,7 @@ impl Event {
             ProductDeleted(e) => &e.product_id,
             CategoryUpserted(e) | BrandUpserted(e) | SupplierUpserted(e) => &e.id,
             ReviewPosted(e) => &e.product_id,
+            SynonymsSet(e) => &e.set_id,
             WarehouseCreated(e) => &e.warehouse_id,
             StockReceived(e) => &e.product_id,
             StockAdjusted(e) => &e.product_id,
@@ -198,6 +201,7 @@ impl Event {
             BrandUpserted(_) => "brand.upserted",
             SupplierUpserted(_) => "supplier.upserted",
             ReviewPosted(_) => "review.posted",
+            SynonymsSet(_) => "search.synonyms_set",
             WarehouseCreated(_) => "warehouse.created",
             StockReceived(_) => "stock.received",
             StockAdjusted(_) => "stock.adjusted",
@@ -240,6 +244,7 @@ pub const TYPE_NAMES: &[&str] = &[
     "brand.upserted",
     "supplier.upserted",
     "review.posted",
+    "search.synonyms_set",
     "warehouse.created",
     "stock.received",
     "stock.adjusted",

@@ -93,3 +93,21 @@ fn schema_lists_every_event_type() {
         assert!(schema.contains(&format!("\"{name}\"")), "schema misses {name}");
     }
 }
+
+#[test]
+fn synonym_sets_are_keyed_by_set_and_bounded() {
+    let set = |groups: Vec<Vec<&str>>| {
+        Event::SynonymsSet(types::SynonymsSet {
+            set_id: "default".into(),
+            groups: groups.into_iter().map(|g| g.into_iter().map(String::from).collect()).collect(),
+        })
+    };
+    let ok = set(vec![vec!["sofa", "couch"]]);
+    assert_eq!((ok.topic(), ok.key().as_str(), ok.type_name()), (Topic::Catalog, "default", "search.synonyms_set"));
+    assert!(ok.validate().is_ok());
+    assert!(set(vec![]).validate().is_ok(), "an empty set clears the synonyms");
+    assert_eq!(set(vec![vec!["alone"]]).validate().unwrap_err().field, "groups");
+    assert_eq!(set(vec![vec!["sofa", " "]]).validate().unwrap_err().field, "groups");
+    let long = "x".repeat(101);
+    assert_eq!(set(vec![vec!["sofa", long.as_str()]]).validate().unwrap_err().field, "groups");
+}

@@ -72,6 +72,16 @@ pub struct ReviewPosted {
     pub text: String,
 }
 
+/// Search synonyms set by an admin: the whole set replaces the previous one. Each group is
+/// words a shopper may use for one another (`["sofa", "couch"]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SynonymsSet {
+    /// Which set (the key): `default` is the one search uses.
+    pub set_id: Id,
+    pub groups: Vec<Vec<String>>,
+}
+
 // ---------- inventory (key: product id; warehouse events: warehouse id) ----------
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -109,6 +109,21 @@ impl Event {
                 e.id.check("id")?;
                 text(&e.name, "name", 200, true)
             }
+            SynonymsSet(e) => {
+                e.set_id.check("set_id")?;
+                if e.groups.len() > 10_000 {
+                    return Err(ValidationError::new("groups", "at most 10000 groups"));
+                }
+                for group in &e.groups {
+                    if group.len() < 2 || group.len() > 32 {
+                        return Err(ValidationError::new("groups", "each group has 2 to 32 words"));
+                    }
+                    for word in group {
+                        text(word, "groups", 100, true)?;
+                    }
+                }
+                Ok(())
+            }
             ReviewPosted(e) => {
                 ids(&[(&e.review_id, "review_id"), (&e.product_id, "product_id"), (&e.user_id, "user_id")])?;
                 if !(1..=5).contains(&e.rating) {

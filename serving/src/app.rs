@@ -21,6 +21,8 @@ pub enum ServingError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Keys(#[from] crate::auth::KeyError),
+    #[error("cannot open the search index: {0}")]
+    Search(#[source] shopflow_search::SearchError),
 }
 
 /// A bound, not yet running server.
@@ -50,7 +52,13 @@ impl Application {
         let listen = config.listen;
         let listener = TcpListener::bind(listen).await.map_err(|source| ServingError::Bind { addr: listen, source })?;
         let addr = listener.local_addr().map_err(|source| ServingError::Bind { addr: listen, source })?;
-        let state = AppState::new(config, log, views)?;
+        let search_config = shopflow_search::SearchConfig {
+            dir: config.search_dir.clone(),
+            commit: shopflow_search::CommitPolicy { commit_interval: config.search_commit_interval, ..Default::default() },
+            ..Default::default()
+        };
+        let search = shopflow_search::SearchIndex::open(search_config, views.clone()).map_err(ServingError::Search)?;
+        let state = AppState::new(config, log, views, search)?;
         tracing::info!(kid = state.auth.keys.active_kid(), "access tokens signed with the active key");
         crate::metrics::handle();
         // Best effort with a short bound: a log that is down must not keep the server from

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -40,6 +41,14 @@ pub struct ServingConfig {
     /// Most reads that may wait for a consistency token at once; one more gets
     /// `503 too_many_waiters` with `Retry-After` instead of joining the wait.
     pub max_consistency_waiters: usize,
+    /// Where this server keeps its search index (reopened and synced with the views at
+    /// start). `None`: in memory, rebuilt from the views at every start. Never shared
+    /// between servers: each builds its own from the views it follows.
+    pub search_dir: Option<PathBuf>,
+    /// How long catalog changes gather before the search index commits them (searchable
+    /// after about this plus the commit).
+    #[serde(with = "duration")]
+    pub search_commit_interval: Duration,
 }
 
 impl Default for ServingConfig {
@@ -56,6 +65,8 @@ impl Default for ServingConfig {
             source_topics: shopflow_views::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
             max_body_bytes: 64 * 1024,
             max_consistency_waiters: 1024,
+            search_dir: None,
+            search_commit_interval: Duration::from_millis(100),
         }
     }
 }
@@ -73,6 +84,8 @@ impl fmt::Debug for ServingConfig {
             .field("source_topics", &self.source_topics)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_consistency_waiters", &self.max_consistency_waiters)
+            .field("search_dir", &self.search_dir)
+            .field("search_commit_interval", &self.search_commit_interval)
             .finish()
     }
 }

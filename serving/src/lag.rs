@@ -171,6 +171,8 @@ pub enum NotReadyReason {
     NoProgress,
     /// Records written before the start are not reflected in the views yet.
     CatchingUp,
+    /// The views have caught up; the search index is still being synced with them.
+    SearchIndexing,
 }
 
 /// Records of the log as of start not yet reflected in the views.
@@ -188,6 +190,7 @@ impl fmt::Display for NotReady {
             NotReadyReason::LogUnknown => f.write_str("not ready: the end offsets of the log are not known yet")?,
             NotReadyReason::NoProgress => f.write_str("not ready: the views have not reported progress yet")?,
             NotReadyReason::CatchingUp => f.write_str("not ready: the views are catching up with the log")?,
+            NotReadyReason::SearchIndexing => f.write_str("not ready: the search index is being synced with the views")?,
         }
         if let Some(behind) = &self.behind {
             write!(f, "; {} records behind the log as of start", behind.records)?;
@@ -211,9 +214,10 @@ impl Readiness {
         *self.ready.borrow()
     }
 
-    /// Checks whether the views have caught up, and latches ready when they have. Cheap (a
+    /// Checks whether the views have caught up and then whether `derived` (what is built from
+    /// the views, the search index) is ready too, and latches ready when both are. Cheap (a
     /// few lock acquisitions): `/readyz` calls it per request, the readiness task per change.
-    pub fn check(&self, progress: &Progress, ends: &EndOffsets) -> Result<(), NotReady> {
+    pub fn check(&self, progress: &Progress, ends: &EndOffsets, derived: impl FnOnce() -> Result<(), NotReady>) -> Result<(), NotReady> {
         if self.is_ready() {
             return Ok(());
         }
@@ -235,6 +239,7 @@ impl Readiness {
         } else if behind.records > 0 {
             NotReadyReason::CatchingUp
         } else {
+            derived()?;
             self.ready.send_replace(true);
             return Ok(());
         };
@@ -332,12 +337,12 @@ mod tests {
         let progress = Progress::default();
         let readiness = Readiness::default();
         let reason = |r: Result<(), NotReady>| r.unwrap_err().reason;
-        assert_eq!(reason(readiness.check(&progress, &ends)), NotReadyReason::LogUnknown);
+        assert_eq!(reason(readiness.check(&progress, &ends, || Ok(()))), NotReadyReason::LogUnknown);
 
         ends.ends.write().insert("catalog".into(), vec![3, 0]);
-        assert_eq!(reason(readiness.check(&progress, &ends)), NotReadyReason::LogUnknown, "inventory not polled");
+        assert_eq!(reason(readiness.check(&progress, &ends, || Ok(()))), NotReadyReason::LogUnknown, "inventory not polled");
         ends.ends.write().insert("inventory".into(), vec![0, 2]);
-        let not_ready = readiness.check(&progress, &ends).unwrap_err();
+        let not_ready = readiness.check(&progress, &ends, || Ok(())).unwrap_err();
         assert_eq!(not_ready.reason, NotReadyReason::NoProgress);
         assert_eq!(
             not_ready.behind,
@@ -347,16 +352,16 @@ mod tests {
         // Writes after the start do not move the target.
         ends.observe(&[Position::new("catalog", 1, 40)]);
         progress.report(report(1, &[("catalog", 0, 3)]));
-        let not_ready = readiness.check(&progress, &ends).unwrap_err();
+        let not_ready = readiness.check(&progress, &ends, || Ok(())).unwrap_err();
         assert_eq!(not_ready.reason, NotReadyReason::CatchingUp);
         assert_eq!(not_ready.behind.map(|b| b.records), Some(2), "inventory:1 was never reported");
         assert!(!*readiness.subscribe().borrow());
 
         progress.report(report(2, &[("catalog", 0, 3), ("inventory", 1, 2)]));
-        assert_eq!(readiness.check(&progress, &ends), Ok(()));
+        assert_eq!(readiness.check(&progress, &ends, || Ok(())), Ok(()));
         assert!(*readiness.subscribe().borrow());
         assert_eq!(ends.lag_records(&progress), Some(41), "a live log still lags...");
-        assert_eq!(readiness.check(&progress, &ends), Ok(()), "...but readiness has latched");
+        assert_eq!(readiness.check(&progress, &ends, || Ok(())), Ok(()), "...but readiness has latched");
     }
 
     #[test]
@@ -365,9 +370,23 @@ mod tests {
         ends.ends.write().insert("catalog".into(), vec![0, 0]);
         let progress = Progress::default();
         let readiness = Readiness::default();
-        assert_eq!(readiness.check(&progress, &ends).unwrap_err().reason, NotReadyReason::NoProgress);
+        assert_eq!(readiness.check(&progress, &ends, || Ok(())).unwrap_err().reason, NotReadyReason::NoProgress);
         progress.report(report(1, &[]));
-        assert_eq!(readiness.check(&progress, &ends), Ok(()));
+        assert_eq!(readiness.check(&progress, &ends, || Ok(())), Ok(()));
+    }
+
+    #[test]
+    fn caught_up_views_wait_for_what_is_derived_from_them() {
+        let ends = EndOffsets::new(vec!["catalog".into()]);
+        ends.ends.write().insert("catalog".into(), vec![0]);
+        let progress = Progress::default();
+        progress.report(report(1, &[]));
+        let readiness = Readiness::default();
+        let indexing = || Err(NotReady { reason: NotReadyReason::SearchIndexing, behind: None });
+        assert_eq!(readiness.check(&progress, &ends, indexing).unwrap_err().reason, NotReadyReason::SearchIndexing);
+        assert!(!*readiness.subscribe().borrow());
+        assert_eq!(readiness.check(&progress, &ends, || Ok(())), Ok(()));
+        assert_eq!(readiness.check(&progress, &ends, indexing), Ok(()), "latched");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use shopflow_search::SearchIndex;
 use shopflow_views::Views;
 use shopflow_ingest::EventLog;
 use tokio::sync::watch;
@@ -9,7 +12,7 @@ use tokio::sync::watch;
 use crate::auth::{Auth, KeyError};
 use crate::config::ServingConfig;
 use crate::gateway::Limiters;
-use crate::lag::{EndOffsets, NotReady, Readiness};
+use crate::lag::{EndOffsets, NotReady, NotReadyReason, Readiness};
 use crate::recommender::ModelSlot;
 
 /// Shared by every handler; cheap to clone.
@@ -37,11 +40,15 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// The gateway's rate limits and login throttle (per process).
     pub limiters: Arc<Limiters>,
+    /// This server's own search index, following `views`.
+    pub search: Arc<SearchIndex>,
+    /// Whether the index has been asked to sync with the caught-up views (once per start).
+    search_sync_requested: Arc<AtomicBool>,
 }
 
 impl AppState {
     /// Fails only on configuration: no (or a too short) signing key.
-    pub fn new(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>) -> Result<Self, KeyError> {
+    pub fn new(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>, search: Arc<SearchIndex>) -> Result<Self, KeyError> {
         let auth = Arc::new(Auth::from_config(&config.auth)?);
         let limiters = Arc::new(Limiters::new(&config.gateway));
         let end_offsets = Arc::new(EndOffsets::new(config.source_topics.clone()));
@@ -50,7 +57,21 @@ impl AppState {
         let models = Arc::new(ModelSlot::new());
         let readiness = Arc::new(Readiness::default());
         let answers = crate::idempotency::new_answer_cache();
-        Ok(Self { log, views, config: Arc::new(config), end_offsets, models, waiting_reads, readiness, answers, auth, limiters })
+        let search_sync_requested = Arc::new(AtomicBool::new(false));
+        Ok(Self {
+            log,
+            views,
+            config: Arc::new(config),
+            end_offsets,
+            models,
+            waiting_reads,
+            readiness,
+            answers,
+            auth,
+            limiters,
+            search,
+            search_sync_requested,
+        })
     }
 
     /// Watches the number of reads waiting for a consistency token right now.
@@ -107,18 +128,33 @@ impl AppState {
     pub async fn wait_ready(&self) {
         let mut progress = self.views.progress.subscribe();
         let mut polled = self.end_offsets.subscribe();
+        let mut synced = self.search.synced();
         while self.check_ready().is_err() {
-            // Both senders live in `self`'s `Arc`s, so neither wait can fail while we borrow.
+            // Every sender lives in `self`'s `Arc`s, so no wait can fail while we borrow.
             tokio::select! {
                 changed = progress.changed() => if changed.is_err() { std::future::pending::<()>().await },
                 changed = polled.changed() => if changed.is_err() { std::future::pending::<()>().await },
+                changed = synced.changed() => if changed.is_err() { std::future::pending::<()>().await },
             }
         }
     }
 
-    /// Ready now, or why not (latches ready the first time it holds).
+    /// Ready now, or why not (latches ready the first time it holds): the views have caught
+    /// up with the log as of start, and then the search index has synced with them.
     pub fn check_ready(&self) -> Result<(), NotReady> {
-        self.readiness.check(&self.views.progress, &self.end_offsets)
+        self.readiness.check(&self.views.progress, &self.end_offsets, || {
+            // The sync compares the whole index with the whole view: once, when the view is
+            // complete (a product deleted while this server was down leaves only then).
+            if !self.search_sync_requested.swap(true, Ordering::SeqCst) {
+                tracing::info!("views caught up: syncing the search index with them");
+                self.search.sync();
+            }
+            if *self.search.synced().borrow() {
+                Ok(())
+            } else {
+                Err(NotReady { reason: NotReadyReason::SearchIndexing, behind: None })
+            }
+        })
     }
 }
 

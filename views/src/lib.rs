@@ -18,7 +18,7 @@ mod table;
 
 pub use progress::{Progress, ProgressReport, WaitError};
 pub use registry::{ViewKey, ViewRowType};
-pub use rows::{AccountRow, AddressRow, SessionRow, InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TopSellerRow, TrendingRow, WarehouseRow};
+pub use rows::{AccountRow, AddressRow, SessionRow, SynonymsRow, InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TopSellerRow, TrendingRow, WarehouseRow};
 pub use table::Table;
 
 // The registry: one line per view (see `registry` and the crate docs' recipe).
@@ -34,6 +34,7 @@ registry::views! {
     Account(AccountRow) => AccountRow, accounts, "accounts";
     Address(AddressRow) => AddressRow, addresses, "addresses";
     Session(SessionRow) => SessionRow, sessions, "sessions";
+    Synonyms(SynonymsRow) => SynonymsRow, synonyms, "synonyms";
 }
 
 use shopflow_events::{Id, Topic};
@@ -53,7 +54,20 @@ pub struct Views {
     /// stock total is computed from the stock table and written into the product table. Two
     /// batches interleaving between the read and the write could leave a stale total last.
     applying: parking_lot::Mutex<()>,
+    /// Told what changed, inside `apply` (so before the progress that covers the change is
+    /// reported): how a derived index (search) follows the catalog.
+    listeners: parking_lot::RwLock<Vec<ChangeListener>>,
 }
+
+/// What one applied batch changed, as listeners are told (the tables are already updated).
+pub struct Changed<'a> {
+    /// Products whose catalog row, stock total or top-seller units changed.
+    pub products: &'a [Id],
+    /// Whether a synonym set changed.
+    pub synonyms: bool,
+}
+
+pub type ChangeListener = Box<dyn Fn(&Changed<'_>) + Send + Sync>;
 
 impl std::ops::Deref for Views {
     type Target = Tables;
@@ -80,11 +94,31 @@ impl Views {
         touched.extend(batches.stock.iter().map(|((product, _), _)| product.clone()));
         touched.sort();
         touched.dedup();
+        let ranked: Vec<Id> = batches.top_sellers.iter().map(|(k, _)| k.clone()).collect();
+        let synonyms = !batches.synonyms.is_empty();
         self.tables.apply_batches(batches);
-        for product in touched {
-            let total = self.stock.range(first_key_range(&product)).iter().map(|s| s.quantity).sum();
-            self.products.modify(&product, |row| row.stock = total);
+        for product in &touched {
+            let total = self.stock.range(first_key_range(product)).iter().map(|s| s.quantity).sum();
+            self.products.modify(product, |row| row.stock = total);
         }
+        let listeners = self.listeners.read();
+        let changed = synonyms || !(touched.is_empty() && ranked.is_empty());
+        if changed && !listeners.is_empty() {
+            touched.extend(ranked);
+            touched.sort();
+            touched.dedup();
+            let changed = Changed { products: &touched, synonyms };
+            for listener in listeners.iter() {
+                listener(&changed);
+            }
+        }
+    }
+
+    /// Registers `listener` for every later `apply` that changes products or synonyms (see
+    /// [`Changed`]). What is already in the views is not replayed to it: read the tables
+    /// after registering, so nothing falls between the two.
+    pub fn on_change(&self, listener: ChangeListener) {
+        self.listeners.write().push(listener);
     }
 
     /// One user's interactions (their row of the interaction matrix), by product id.

@@ -253,3 +253,18 @@ impl ViewRowType for SessionRow {
         self.session_id.clone()
     }
 }
+
+/// A search synonym set (admins' `search.synonyms_set`, last one wins): groups of words a
+/// shopper may use for one another.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SynonymsRow {
+    pub set_id: Id,
+    pub groups: Vec<Vec<String>>,
+}
+
+impl ViewRowType for SynonymsRow {
+    type Key = Id;
+    fn key(&self) -> Id {
+        self.set_id.clone()
+    }
+}

@@ -346,8 +346,9 @@ impl RequestBuilder {
                 product_id: e.product_id.to_string(), warehouse_id: e.warehouse_id.to_string(), quantity: e.delta,
                 available: e.available, ..decision(ts, kind, log_topic, log_partition, log_offset)
             }),
+            // Admins' search synonym sets are configuration, not shop activity.
             Event::CategoryUpserted(_) | Event::BrandUpserted(_) | Event::SupplierUpserted(_) | Event::ReviewPosted(_)
-            | Event::WarehouseCreated(_) => {}
+            | Event::WarehouseCreated(_) | Event::SynonymsSet(_) => {}
         }
     }
 

@@ -226,7 +226,7 @@ pub fn expected_counts(events: &[Envelope]) -> std::collections::BTreeMap<&'stat
             SearchPerformed(_) => "searches",
             RecommendationClicked(_) => "recommendation_clicks",
             ReservationAccepted(_) | ReservationRejected(_) | OrderConfirmed(_) | OrderExpired(_) | StockAdjustmentRejected(_) => "decisions",
-            CategoryUpserted(_) | BrandUpserted(_) | SupplierUpserted(_) | ReviewPosted(_) | WarehouseCreated(_) => continue,
+            CategoryUpserted(_) | BrandUpserted(_) | SupplierUpserted(_) | ReviewPosted(_) | WarehouseCreated(_) | SynonymsSet(_) => continue,
         };
         *out.get_mut(table).unwrap() += 1;
     }

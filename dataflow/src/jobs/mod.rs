@@ -36,6 +36,7 @@ pub fn views<'scope, T: Timestamp + Lattice>(base: &BaseCollections<'scope, T>) 
         .concat(base.accounts.clone().map(|(_, row)| ViewRow::Account(row)))
         .concat(base.addresses.clone().map(|(_, row)| ViewRow::Address(row)))
         .concat(base.sessions.clone().map(|(_, row)| ViewRow::Session(row)))
+        .concat(base.synonyms.clone().map(|(_, row)| ViewRow::Synonyms(row)))
 }
 
 /// Left outer join with a right side that has at most one value per key (an upserted

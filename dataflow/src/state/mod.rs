@@ -14,6 +14,7 @@ mod accounts;
 mod catalog;
 mod fold;
 mod interactions;
+mod search;
 mod inventory;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -29,6 +30,7 @@ pub use accounts::AccountsState;
 pub use catalog::{CatalogState, ProductBase};
 pub use interactions::{InteractionState, TRENDING_WINDOW_MS};
 pub use inventory::InventoryState;
+pub use search::SearchState;
 
 /// How many recent event ids each partition remembers for de-duplication. Duplicates come
 /// from producer retries, which land close to the original.
@@ -116,6 +118,7 @@ state_parts! {
     inventory: InventoryState,
     interactions: InteractionState,
     accounts: AccountsState,
+    search: SearchState,
 }
 
 #[derive(Default, Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@ mod catalog;
 mod interactions;
 pub mod products;
 mod recommend;
+mod search;
 mod stock;
 mod system;
 mod top_sellers;
@@ -53,6 +54,11 @@ fn table(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(crate::metrics::render))
         .routes(routes!(system::openapi))
         .routes(read(routes!(products::list)))
+        // Static segments win over `{id}`, so these are not product ids.
+        .routes(read(routes!(search::search)))
+        .routes(read(routes!(search::suggest)))
+        .routes(read(routes!(search::get_synonyms)))
+        .routes(routes!(search::put_synonyms))
         .routes(routes!(products::create))
         .routes(read(routes!(products::get)))
         .routes(routes!(products::update, products::delete))

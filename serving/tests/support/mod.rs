@@ -240,7 +240,21 @@ pub fn apply_like_pipeline(views: &Views, appended: &Appended, covered: &mut Has
                 stock: 0,
             }),
         }]),
+        Event::ProductUpdated(p) => {
+            if let Some(mut row) = views.products.get(&p.product_id) {
+                if let Some(v) = &p.name { row.name = v.clone(); }
+                if let Some(v) = &p.description { row.description = v.clone(); }
+                if let Some(v) = &p.price { row.price = v.clone(); }
+                if let Some(v) = &p.category_id { row.category_id = v.clone(); }
+                if let Some(v) = &p.brand_id { row.brand_id = v.clone(); }
+                views.apply([ViewUpdate::Product { key: p.product_id.clone(), row: Some(row) }]);
+            }
+        }
         Event::ProductDeleted(p) => views.apply([ViewUpdate::Product { key: p.product_id.clone(), row: None }]),
+        Event::SynonymsSet(s) => views.apply([ViewUpdate::Synonyms {
+            key: s.set_id.clone(),
+            row: Some(shopflow_views::SynonymsRow { set_id: s.set_id.clone(), groups: s.groups.clone() }),
+        }]),
         Event::WarehouseCreated(w) => views.apply([ViewUpdate::Warehouse {
             key: w.warehouse_id.clone(),
             row: Some(WarehouseRow { warehouse_id: w.warehouse_id.clone(), name: w.name.clone(), location: w.location.clone() }),

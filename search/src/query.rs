@@ -1,0 +1,272 @@
+//! From what a shopper typed to a tantivy query: BM25 over name, description, brand and
+//! category with field boosts, English stemming (the index analyzer), typo tolerance by word
+//! length, prefix matching on the last word, synonyms; and the filters.
+
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::Term;
+
+use crate::schema::{parse_category, Fields};
+use crate::synonyms::Synonyms;
+use crate::SearchError;
+
+/// Longest query text accepted, in bytes; longer is `400` (no shopper types 1 kB).
+pub const MAX_QUERY_BYTES: usize = 1_000;
+/// Words after this many are ignored (as Meilisearch does with its 10).
+pub const MAX_QUERY_WORDS: usize = 10;
+
+/// How many typos a word may have, by its length in characters (Meilisearch's defaults:
+/// none up to 4 characters, one from 5, two from 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypoRules {
+    pub one_typo_from: usize,
+    pub two_typos_from: usize,
+}
+
+impl Default for TypoRules {
+    fn default() -> Self {
+        Self { one_typo_from: 5, two_typos_from: 9 }
+    }
+}
+
+impl TypoRules {
+    pub fn allowed(&self, word: &str) -> u8 {
+        let chars = word.chars().count();
+        if chars >= self.two_typos_from {
+            2
+        } else if chars >= self.one_typo_from {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Words that only glue a query together; dropped unless the query is nothing else.
+const STOP_WORDS: [&str; 12] = ["a", "an", "and", "the", "for", "of", "with", "in", "on", "to", "by", "or"];
+
+/// How much a match in each field counts.
+const BOOSTS: [(FieldName, f32); 4] =
+    [(FieldName::Name, 3.0), (FieldName::Brand, 2.0), (FieldName::Category, 1.5), (FieldName::Description, 1.0)];
+/// A typo'd (or prefix) match counts this much of an exact one.
+const INEXACT: f32 = 0.5;
+/// A synonym's match counts this much of the word itself.
+const SYNONYM: f32 = 0.8;
+
+#[derive(Clone, Copy)]
+enum FieldName {
+    Name,
+    Brand,
+    Category,
+    Description,
+}
+
+impl FieldName {
+    fn field(self, fields: &Fields) -> Field {
+        match self {
+            FieldName::Name => fields.name,
+            FieldName::Brand => fields.brand,
+            FieldName::Category => fields.category,
+            FieldName::Description => fields.description,
+        }
+    }
+}
+
+/// The filters of a search; each one narrows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// A category path (`Electronics/Audio`): that category and everything below it.
+    pub category: Option<String>,
+    /// Any of these brand ids.
+    pub brands: Vec<String>,
+    /// Inclusive bounds on the price in minor units.
+    pub price_min: Option<i64>,
+    pub price_max: Option<i64>,
+    pub in_stock: bool,
+}
+
+/// Which fields text is matched in: all of them for search, the name for suggestions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    All,
+    Name,
+}
+
+/// Builds queries for one index (its fields and analyzer).
+pub(crate) struct QueryBuilder<'a> {
+    pub fields: Fields,
+    pub analyzer: TextAnalyzer,
+    pub typos: TypoRules,
+    pub synonyms: &'a Synonyms,
+}
+
+impl QueryBuilder<'_> {
+    /// The text part; `None` when the text has no searchable word (then every product matches).
+    pub fn text(&mut self, text: &str, scope: Scope) -> Result<Option<Box<dyn Query>>, SearchError> {
+        if text.len() > MAX_QUERY_BYTES {
+            return Err(SearchError::bad("q", format!("longer than {MAX_QUERY_BYTES} bytes")));
+        }
+        let mut words: Vec<&str> = text.split_whitespace().take(MAX_QUERY_WORDS).collect();
+        if words.iter().any(|w| !STOP_WORDS.contains(&w.to_lowercase().as_str())) {
+            // Keep a trailing stop word that may be the start of another word ("the" → "theme").
+            let last = words.len() - 1;
+            let mut i = 0;
+            words.retain(|w| {
+                i += 1;
+                i - 1 == last || !STOP_WORDS.contains(&w.to_lowercase().as_str())
+            });
+        }
+        // The last word is still being typed unless the text ends with a space.
+        let typing = !text.ends_with(char::is_whitespace);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (i, word) in words.iter().enumerate() {
+            let prefix = typing && i + 1 == words.len();
+            if let Some(clause) = self.word(word, prefix, scope) {
+                clauses.push((Occur::Must, clause));
+            }
+        }
+        Ok(match clauses.len() {
+            0 => None,
+            1 => Some(clauses.pop().expect("one clause").1),
+            _ => Some(Box::new(BooleanQuery::new(clauses))),
+        })
+    }
+
+    /// One word: itself in every field (boosted), with typos if it is long enough, as a prefix
+    /// if it is being typed, or any of its synonyms. `None` if the analyzer leaves nothing of it.
+    fn word(&mut self, word: &str, prefix: bool, scope: Scope) -> Option<Box<dyn Query>> {
+        let tokens = self.tokens(word);
+        if tokens.is_empty() {
+            return None;
+        }
+        let typos = self.typos.allowed(word);
+        let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        // A word the analyzer splits ("t-shirt") needs all its parts.
+        let last = tokens.len() - 1;
+        let parts: Vec<(Occur, Box<dyn Query>)> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, token)| (Occur::Must, self.token(token, typos, prefix && i == last, scope)))
+            .collect();
+        alternatives.push((Occur::Should, one_or_all(parts)));
+        let synonyms: Vec<String> = self.synonyms.of(word).to_vec();
+        for synonym in synonyms {
+            let parts: Vec<(Occur, Box<dyn Query>)> =
+                self.tokens(&synonym).iter().map(|t| (Occur::Must, self.token(t, 0, false, scope))).collect();
+            if !parts.is_empty() {
+                alternatives.push((Occur::Should, Box::new(BoostQuery::new(one_or_all(parts), SYNONYM))));
+            }
+        }
+        Some(one_or_any(alternatives))
+    }
+
+    /// One analyzed token in every field of the scope.
+    fn token(&self, token: &str, typos: u8, prefix: bool, scope: Scope) -> Box<dyn Query> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (name, boost) in BOOSTS {
+            if scope == Scope::Name && !matches!(name, FieldName::Name) {
+                continue;
+            }
+            let term = Term::from_field_text(name.field(&self.fields), token);
+            let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+            clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
+            if typos > 0 {
+                let fuzzy = FuzzyTermQuery::new(term.clone(), typos, true);
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * INEXACT))));
+            }
+            if prefix {
+                let started = FuzzyTermQuery::new_prefix(term, typos, true);
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(started), boost * INEXACT))));
+            }
+        }
+        one_or_any(clauses)
+    }
+
+    fn tokens(&mut self, text: &str) -> Vec<String> {
+        let mut stream = self.analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    /// The filter clauses; they narrow the result without changing its scores.
+    pub fn filters(&self, filters: &Filters) -> Result<Vec<Box<dyn Query>>, SearchError> {
+        let f = &self.fields;
+        let mut out: Vec<Box<dyn Query>> = Vec::new();
+        if let Some(category) = &filters.category {
+            let facet = parse_category(category).ok_or_else(|| SearchError::bad("category", "names no category"))?;
+            out.push(Box::new(TermQuery::new(Term::from_facet(f.category_facet, &facet), IndexRecordOption::Basic)));
+        }
+        if !filters.brands.is_empty() {
+            let any: Vec<(Occur, Box<dyn Query>)> = filters
+                .brands
+                .iter()
+                .map(|b| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(Term::from_field_text(f.brand_id, b), IndexRecordOption::Basic));
+                    (Occur::Should, q)
+                })
+                .collect();
+            out.push(Box::new(BooleanQuery::new(any)));
+        }
+        if let (Some(min), Some(max)) = (filters.price_min, filters.price_max) {
+            if min > max {
+                return Err(SearchError::bad("price_min", "is above price_max"));
+            }
+        }
+        if filters.price_min.is_some() || filters.price_max.is_some() {
+            let bound = |v: Option<i64>| v.map_or(Bound::Unbounded, |v| Bound::Included(Term::from_field_i64(f.price, v)));
+            out.push(Box::new(RangeQuery::new(bound(filters.price_min), bound(filters.price_max))));
+        }
+        if filters.in_stock {
+            out.push(Box::new(RangeQuery::new(Bound::Included(Term::from_field_i64(f.stock, 1)), Bound::Unbounded)));
+        }
+        Ok(out)
+    }
+
+    /// Text and filters together: filters score nothing, so relevance is the text's alone.
+    pub fn full(&mut self, text: &str, filters: &Filters, scope: Scope) -> Result<Box<dyn Query>, SearchError> {
+        let text = self.text(text, scope)?;
+        let filters = self.filters(filters)?;
+        if filters.is_empty() {
+            return Ok(text.unwrap_or_else(|| Box::new(AllQuery)));
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        clauses.push((Occur::Must, text.unwrap_or_else(|| Box::new(AllQuery))));
+        for filter in filters {
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+}
+
+fn one_or_any(mut clauses: Vec<(Occur, Box<dyn Query>)>) -> Box<dyn Query> {
+    if clauses.len() == 1 {
+        clauses.pop().expect("one clause").1
+    } else {
+        Box::new(BooleanQuery::new(clauses))
+    }
+}
+
+fn one_or_all(clauses: Vec<(Occur, Box<dyn Query>)>) -> Box<dyn Query> {
+    one_or_any(clauses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_allowed_grow_with_word_length() {
+        let rules = TypoRules::default();
+        assert_eq!([rules.allowed("mug"), rules.allowed("lamp"), rules.allowed("kettl"), rules.allowed("headphone")], [0, 0, 1, 2]);
+        assert_eq!(rules.allowed("éééé"), 0, "counted in characters, not bytes");
+        let strict = TypoRules { one_typo_from: 7, two_typos_from: 100 };
+        assert_eq!([strict.allowed("kettle"), strict.allowed("speaker"), strict.allowed("headphones")], [0, 1, 1]);
+    }
+}
