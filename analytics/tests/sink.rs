@@ -33,6 +33,7 @@ fn every_type() -> Vec<Envelope> {
         Event::SupplierUpserted(NamedEntityUpserted { id: id("sup"), name: "Supply".into() }),
         Event::ReviewPosted(ReviewPosted { review_id: id("r1"), product_id: id("p1"), user_id: id("u1"), rating: 5, text: "good".into() }),
         Event::WarehouseCreated(WarehouseCreated { warehouse_id: id("wh"), name: "W".into(), location: "B".into() }),
+        Event::SynonymsSet(SynonymsSet { set_id: id("default"), groups: vec![vec!["kettle".into(), "boiler".into()]] }),
         Event::StockReceived(StockReceived { product_id: id("p1"), warehouse_id: id("wh"), quantity: 10 }),
         Event::StockAdjusted(StockAdjusted { product_id: id("p1"), warehouse_id: id("wh"), delta: -3, reason: "count".into() }),
         Event::UserRegistered(UserRegistered {
