@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A test run builds once from whatever is there; incremental caches only fill the disk (they
+# reached 15 GB per checkout here).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
