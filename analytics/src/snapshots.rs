@@ -83,14 +83,10 @@ impl TopSellerSnapshots {
             if *shutdown.borrow() {
                 return;
             }
-            let at = self.aligned(now_ms());
+            let at = self.aligned(crate::sink::now_ms());
             if let Err(e) = self.take(at).await {
                 tracing::warn!(error = %e, "top-seller snapshot failed; retrying at the next tick");
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }

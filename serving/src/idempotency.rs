@@ -32,7 +32,6 @@
 //! logged, nor any body content; the log lines say whether a write was keyed.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -173,12 +172,7 @@ pub fn fingerprint(scope: &str, target: &Target, body: Option<&Value>) -> String
         }
         None => field(b"no body"),
     }
-    let digest = hasher.finalize();
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    crate::hex::hex(&hasher.finalize())
 }
 
 /// A write made under a key: the event id every repeat shares and the request's fingerprint.

@@ -44,6 +44,7 @@ pub mod auth;
 mod config;
 pub mod error;
 mod extract;
+mod hex;
 pub mod gateway;
 pub mod idempotency;
 pub mod lag;

@@ -309,6 +309,6 @@ fn spawn_reader(
         .map_err(|e| AnalyticsError::Stopped(format!("spawn the log reader: {e}")))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }

@@ -145,8 +145,7 @@ impl KeyRing {
 /// A key's id: the first 16 hex digits of its SHA-256. Public (it is in every token header)
 /// and reveals nothing usable about the key.
 pub fn kid(key: &[u8]) -> String {
-    let digest = Sha256::digest(key);
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::hex(&Sha256::digest(key)[..8])
 }
 
 fn read_key(path: &Path) -> Result<Vec<u8>, KeyError> {
@@ -154,9 +153,8 @@ fn read_key(path: &Path) -> Result<Vec<u8>, KeyError> {
     Ok(text.trim_ascii().to_vec())
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
-}
+/// Seconds since the Unix epoch, as the token validation counts them.
+pub use jsonwebtoken::get_current_timestamp as now_secs;
 
 #[cfg(test)]
 mod tests {

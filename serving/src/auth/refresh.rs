@@ -41,7 +41,7 @@ impl RefreshToken {
 /// Hex SHA-256 of a token: what events and views hold instead of it. A plain hash suffices
 /// (no salt, no slow hash): the token is 256 random bits, not a guessable password.
 pub fn digest(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::hex(&Sha256::digest(token.as_bytes()))
 }
 
 #[cfg(test)]
