@@ -13,6 +13,8 @@ RUN="${SHOPFLOW_RUN:-$HOME/.cache/shopflow/run}"
 START_TIMEOUT="${SHOPFLOW_BROKER_TIMEOUT:-60}"
 
 die() { echo "broker.sh: $*" >&2; exit 1; }
+# shellcheck source=lib/daemon.sh
+source "$(dirname "$0")/lib/daemon.sh"
 
 install() {
     if [[ -x "$NISSHI" ]]; then
@@ -45,47 +47,13 @@ start() {
         --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s >"$log" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until accepts "$port"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            rm -f "$pidfile"
-            tail -n 20 "$log" >&2 || true
-            die "nisshi exited during startup (log: $log)"
-        fi
-        if ((SECONDS >= deadline)); then
-            kill "$pid" 2>/dev/null || true
-            rm -f "$pidfile"
-            die "nisshi did not accept connections on $port within ${START_TIMEOUT}s (log: $log)"
-        fi
-        sleep 0.05 # probe interval, not a guess at readiness
-    done
+    wait_ready "$pid" "$pidfile" "$log" "nisshi on port $port" "$START_TIMEOUT" accepts "$port"
     echo "127.0.0.1:$port"
-}
-
-stop_one() {
-    local pidfile="$1" pid
-    pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid"
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
-}
-
-stop() {
-    if [[ -n "${1:-}" ]]; then
-        [[ -f "$RUN/broker-$1.pid" ]] || die "no broker started here on port $1"
-        stop_one "$RUN/broker-$1.pid"
-        return
-    fi
-    shopt -s nullglob
-    for f in "$RUN"/broker-*.pid; do stop_one "$f"; done
 }
 
 case "${1:-}" in
     install) install ;;
     start) start "${2:-}" ;;
-    stop) stop "${2:-}" ;;
+    stop) stop_started broker 100 "${2:-}" ;;
     *) die "usage: $0 install | start PORT | stop [PORT]" ;;
 esac

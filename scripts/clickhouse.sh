@@ -15,6 +15,8 @@ RUN="${SHOPFLOW_RUN:-$HOME/.cache/shopflow/run}"
 START_TIMEOUT="${SHOPFLOW_CLICKHOUSE_TIMEOUT:-60}"
 
 die() { echo "clickhouse.sh: $*" >&2; exit 1; }
+# shellcheck source=lib/daemon.sh
+source "$(dirname "$0")/lib/daemon.sh"
 
 install() {
     if "$VENV/bin/python" -c "import chdb, sys; sys.exit(chdb.__version__ != '$CHDB_VERSION')" 2>/dev/null; then
@@ -41,45 +43,13 @@ start() {
     nohup "$VENV/bin/python" "$ROOT/analytics/adapter/chdb_http.py" --port "$port" --path "$dir" >"$log" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until pings "$port"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            rm -f "$pidfile"; tail -n 20 "$log" >&2 || true
-            die "the adapter exited during startup (log: $log)"
-        fi
-        if ((SECONDS >= deadline)); then
-            kill "$pid" 2>/dev/null || true; rm -f "$pidfile"
-            die "the adapter did not answer on $port within ${START_TIMEOUT}s (log: $log)"
-        fi
-        sleep 0.05 # probe interval, not a guess at readiness
-    done
+    wait_ready "$pid" "$pidfile" "$log" "the adapter on port $port" "$START_TIMEOUT" pings "$port"
     echo "http://127.0.0.1:$port"
-}
-
-stop_one() {
-    local pidfile="$1" pid
-    pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid"
-        for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
-}
-
-stop() {
-    if [[ -n "${1:-}" ]]; then
-        [[ -f "$RUN/clickhouse-$1.pid" ]] || die "no adapter started here on port $1"
-        stop_one "$RUN/clickhouse-$1.pid"
-        return
-    fi
-    shopt -s nullglob
-    for f in "$RUN"/clickhouse-*.pid; do stop_one "$f"; done
 }
 
 case "${1:-}" in
     install) install ;;
     start) start "${2:-}" "${3:-}" ;;
-    stop) stop "${2:-}" ;;
+    stop) stop_started clickhouse 200 "${2:-}" ;;
     *) die "usage: $0 install | start PORT [DIR] | stop [PORT]" ;;
 esac
