@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -47,7 +47,8 @@ impl<K: Clone + Hash + Eq> Keyed<K> {
 
     /// Takes one cell for `key`, or says how long until one is free.
     fn take(&self, key: &K) -> Result<(), Duration> {
-        self.limiter.check_key(key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        // The limiter's own clock: a fresh one would be calibrated on every refusal.
+        self.limiter.check_key(key).map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
     }
 
     fn forget_idle(&self) {
