@@ -113,6 +113,13 @@ impl Money {
         Self { amount_minor, currency: currency.to_owned() }
     }
 
+    pub(crate) fn check_positive(&self, field: &'static str) -> Result<(), ValidationError> {
+        if self.amount_minor <= 0 {
+            return Err(ValidationError::new(field, "must be greater than zero"));
+        }
+        self.check_non_negative(field)
+    }
+
     pub(crate) fn check_non_negative(&self, field: &'static str) -> Result<(), ValidationError> {
         if self.amount_minor < 0 {
             return Err(ValidationError::new(field, "must not be negative"));

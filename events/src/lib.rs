@@ -87,6 +87,8 @@ pub enum Event {
     CartItemAdded(CartItemChanged),
     #[serde(rename = "cart.item_removed")]
     CartItemRemoved(CartItemChanged),
+    #[serde(rename = "cart.item_set")]
+    CartQuantitySet(CartQuantitySet),
     #[serde(rename = "cart.cleared")]
     CartCleared(CartCleared),
 
@@ -96,17 +98,37 @@ pub enum Event {
     OrderCancelled(OrderCancelled),
     #[serde(rename = "order.status_changed")]
     OrderStatusChanged(OrderStatusChanged),
-
-    #[serde(rename = "payment.method_tokenized")]
-    PaymentMethodTokenized(PaymentMethodTokenized),
-    #[serde(rename = "payment.charge_requested")]
-    ChargeRequested(ChargeRequested),
+    #[serde(rename = "order.hold_decided")]
+    HoldDecided(HoldDecided),
+    #[serde(rename = "order.payment_deadline")]
+    PaymentDeadline(PaymentDeadline),
+    #[serde(rename = "order.payment_submitted")]
+    PaymentSubmitted(PaymentSubmitted),
+    #[serde(rename = "order.refund_requested")]
+    RefundRequested(RefundRequested),
     #[serde(rename = "payment.charge_succeeded")]
     ChargeSucceeded(ChargeSucceeded),
     #[serde(rename = "payment.charge_failed")]
     ChargeFailed(ChargeFailed),
     #[serde(rename = "payment.refunded")]
     PaymentRefunded(PaymentRefunded),
+    #[serde(rename = "payment.refund_failed")]
+    RefundFailed(RefundFailed),
+
+    #[serde(rename = "stock.hold_requested")]
+    HoldRequested(HoldRequested),
+    #[serde(rename = "stock.hold_released")]
+    HoldReleased(HoldReleased),
+    #[serde(rename = "stock.hold_committed")]
+    HoldCommitted(HoldCommitted),
+
+    #[serde(rename = "payment.charge_requested")]
+    ChargeRequested(ChargeRequested),
+    #[serde(rename = "payment.refund_approved")]
+    RefundApproved(RefundApproved),
+
+    #[serde(rename = "payment.method_tokenized")]
+    PaymentMethodTokenized(PaymentMethodTokenized),
 
     #[serde(rename = "product.viewed")]
     ProductViewed(ProductViewed),
@@ -117,12 +139,20 @@ pub enum Event {
 
     #[serde(rename = "reservation.accepted")]
     ReservationAccepted(ReservationAccepted),
-    #[serde(rename = "reservation.rejected")]
-    ReservationRejected(OrderDecision),
     #[serde(rename = "order.confirmed")]
     OrderConfirmed(OrderDecision),
+    #[serde(rename = "order.rejected")]
+    OrderRejected(OrderDecision),
     #[serde(rename = "order.expired")]
     OrderExpired(OrderDecision),
+    #[serde(rename = "order.cancellation_accepted")]
+    CancellationAccepted(OrderDecision),
+    #[serde(rename = "order.shipped")]
+    OrderShipped(OrderDecision),
+    #[serde(rename = "order.delivered")]
+    OrderDelivered(OrderDecision),
+    #[serde(rename = "order.refund_completed")]
+    RefundCompleted(OrderDecision),
     #[serde(rename = "stock.adjustment_rejected")]
     StockAdjustmentRejected(StockAdjustmentRejected),
 }
@@ -139,15 +169,19 @@ impl Event {
             | SessionRefreshed(_) | SessionRevoked(_) => {
                 Topic::Users
             }
-            CartItemAdded(_) | CartItemRemoved(_) | CartCleared(_) => Topic::Carts,
-            OrderPlaced(_) | OrderCancelled(_) | OrderStatusChanged(_) => Topic::Orders,
-            PaymentMethodTokenized(_) | ChargeRequested(_) | ChargeSucceeded(_)
-            | ChargeFailed(_) | PaymentRefunded(_) => Topic::Payments,
+            CartItemAdded(_) | CartItemRemoved(_) | CartQuantitySet(_) | CartCleared(_) => Topic::Carts,
+            OrderPlaced(_) | OrderCancelled(_) | OrderStatusChanged(_) | HoldDecided(_) | PaymentDeadline(_)
+            | PaymentSubmitted(_) | RefundRequested(_) | ChargeSucceeded(_) | ChargeFailed(_)
+            | PaymentRefunded(_) | RefundFailed(_) => Topic::Orders,
+            HoldRequested(_) | HoldReleased(_) | HoldCommitted(_) => Topic::Inventory,
+            ChargeRequested(_) | RefundApproved(_) => Topic::Payments,
+            PaymentMethodTokenized(_) => Topic::Users,
             ProductViewed(_) | SearchPerformed(_) | RecommendationClicked(_) => {
                 Topic::Interactions
             }
-            ReservationAccepted(_) | ReservationRejected(_) | OrderConfirmed(_)
-            | OrderExpired(_) | StockAdjustmentRejected(_) => Topic::Decisions,
+            ReservationAccepted(_) | OrderConfirmed(_) | OrderRejected(_) | OrderExpired(_)
+            | CancellationAccepted(_) | OrderShipped(_) | OrderDelivered(_) | RefundCompleted(_)
+            | StockAdjustmentRejected(_) => Topic::Decisions,
         }
     }
 
@@ -172,20 +206,31 @@ impl Event {
             SessionRefreshed(e) => &e.user_id,
             SessionRevoked(e) => &e.user_id,
             CartItemAdded(e) | CartItemRemoved(e) => &e.user_id,
+            CartQuantitySet(e) => &e.user_id,
             CartCleared(e) => &e.user_id,
             OrderPlaced(e) => &e.user_id,
             OrderCancelled(e) => &e.user_id,
             OrderStatusChanged(e) => &e.user_id,
-            PaymentMethodTokenized(e) => &e.user_id,
+            HoldDecided(e) => &e.user_id,
+            PaymentDeadline(e) => &e.user_id,
+            PaymentSubmitted(e) => &e.user_id,
+            RefundRequested(e) => &e.user_id,
+            ChargeSucceeded(e) => &e.user_id,
+            ChargeFailed(e) => &e.user_id,
+            PaymentRefunded(e) => &e.user_id,
+            RefundFailed(e) => &e.user_id,
+            HoldRequested(e) => &e.product_id,
+            HoldReleased(e) => &e.product_id,
+            HoldCommitted(e) => &e.product_id,
             ChargeRequested(e) => &e.order_id,
-            ChargeSucceeded(e) => &e.order_id,
-            ChargeFailed(e) => &e.order_id,
-            PaymentRefunded(e) => &e.order_id,
+            RefundApproved(e) => &e.order_id,
+            PaymentMethodTokenized(e) => &e.user_id,
             ProductViewed(e) => &e.user_id,
             SearchPerformed(e) => &e.user_id,
             RecommendationClicked(e) => &e.user_id,
             ReservationAccepted(e) => &e.order_id,
-            ReservationRejected(e) | OrderConfirmed(e) | OrderExpired(e) => &e.order_id,
+            OrderConfirmed(e) | OrderRejected(e) | OrderExpired(e) | CancellationAccepted(e) | OrderShipped(e)
+            | OrderDelivered(e) | RefundCompleted(e) => &e.order_id,
             StockAdjustmentRejected(e) => &e.product_id,
         }
     }
@@ -214,22 +259,36 @@ impl Event {
             SessionRevoked(_) => "user.session_revoked",
             CartItemAdded(_) => "cart.item_added",
             CartItemRemoved(_) => "cart.item_removed",
+            CartQuantitySet(_) => "cart.item_set",
             CartCleared(_) => "cart.cleared",
             OrderPlaced(_) => "order.placed",
             OrderCancelled(_) => "order.cancelled",
             OrderStatusChanged(_) => "order.status_changed",
-            PaymentMethodTokenized(_) => "payment.method_tokenized",
-            ChargeRequested(_) => "payment.charge_requested",
+            HoldDecided(_) => "order.hold_decided",
+            PaymentDeadline(_) => "order.payment_deadline",
+            PaymentSubmitted(_) => "order.payment_submitted",
+            RefundRequested(_) => "order.refund_requested",
             ChargeSucceeded(_) => "payment.charge_succeeded",
             ChargeFailed(_) => "payment.charge_failed",
             PaymentRefunded(_) => "payment.refunded",
+            RefundFailed(_) => "payment.refund_failed",
+            HoldRequested(_) => "stock.hold_requested",
+            HoldReleased(_) => "stock.hold_released",
+            HoldCommitted(_) => "stock.hold_committed",
+            ChargeRequested(_) => "payment.charge_requested",
+            RefundApproved(_) => "payment.refund_approved",
+            PaymentMethodTokenized(_) => "payment.method_tokenized",
             ProductViewed(_) => "product.viewed",
             SearchPerformed(_) => "search.performed",
             RecommendationClicked(_) => "recommendation.clicked",
             ReservationAccepted(_) => "reservation.accepted",
-            ReservationRejected(_) => "reservation.rejected",
             OrderConfirmed(_) => "order.confirmed",
+            OrderRejected(_) => "order.rejected",
             OrderExpired(_) => "order.expired",
+            CancellationAccepted(_) => "order.cancellation_accepted",
+            OrderShipped(_) => "order.shipped",
+            OrderDelivered(_) => "order.delivered",
+            RefundCompleted(_) => "order.refund_completed",
             StockAdjustmentRejected(_) => "stock.adjustment_rejected",
         }
     }
@@ -257,22 +316,36 @@ pub const TYPE_NAMES: &[&str] = &[
     "user.session_revoked",
     "cart.item_added",
     "cart.item_removed",
+    "cart.item_set",
     "cart.cleared",
     "order.placed",
     "order.cancelled",
     "order.status_changed",
-    "payment.method_tokenized",
-    "payment.charge_requested",
+    "order.hold_decided",
+    "order.payment_deadline",
+    "order.payment_submitted",
+    "order.refund_requested",
     "payment.charge_succeeded",
     "payment.charge_failed",
     "payment.refunded",
+    "payment.refund_failed",
+    "stock.hold_requested",
+    "stock.hold_released",
+    "stock.hold_committed",
+    "payment.charge_requested",
+    "payment.refund_approved",
+    "payment.method_tokenized",
     "product.viewed",
     "search.performed",
     "recommendation.clicked",
     "reservation.accepted",
-    "reservation.rejected",
     "order.confirmed",
+    "order.rejected",
     "order.expired",
+    "order.cancellation_accepted",
+    "order.shipped",
+    "order.delivered",
+    "order.refund_completed",
     "stock.adjustment_rejected",
 ];
 

@@ -72,6 +72,8 @@ fn card_numbers_are_refused_where_tokens_belong() {
         token: "4242 4242 4242 4242".into(),
         last4: "4242".into(),
         card_brand: "visa".into(),
+        exp_month: 12,
+        exp_year: 2030,
     };
     assert_eq!(Event::PaymentMethodTokenized(method).validate().unwrap_err().field, "token");
 }
@@ -82,8 +84,14 @@ fn topics_and_keys_follow_the_design() {
     assert_eq!((e.topic(), e.key().as_str()), (Topic::Catalog, "p-1"));
     let s = Event::StockReceived(types::StockReceived { product_id: "p-9".into(), warehouse_id: "w".into(), quantity: 1 });
     assert_eq!((s.topic(), s.key().as_str()), (Topic::Inventory, "p-9"));
-    let c = Event::ChargeFailed(types::ChargeFailed { order_id: "o-1".into(), reason: "declined".into(), retryable: false });
-    assert_eq!((c.topic(), c.key().as_str()), (Topic::Payments, "o-1"));
+    // The saga: a payment outcome goes to the order's partition (its user's), a hold request
+    // to the product's, a charge request to the payment worker's queue (by order).
+    let c = Event::ChargeFailed(types::ChargeFailed { order_id: "o-1".into(), user_id: "u-1".into(), reason: "declined".into(), retryable: false });
+    assert_eq!((c.topic(), c.key().as_str()), (Topic::Orders, "u-1"));
+    let h = Event::HoldRequested(types::HoldRequested { order_id: "o-1".into(), user_id: "u-1".into(), product_id: "p-2".into(), quantity: 1 });
+    assert_eq!((h.topic(), h.key().as_str()), (Topic::Inventory, "p-2"));
+    let r = Event::ChargeRequested(types::ChargeRequested { order_id: "o-1".into(), user_id: "u-1".into(), amount: Money::new(1, "EUR"), token: "tok_visa".into() });
+    assert_eq!((r.topic(), r.key().as_str()), (Topic::Payments, "o-1"));
 }
 
 #[test]
@@ -110,4 +118,34 @@ fn synonym_sets_are_keyed_by_set_and_bounded() {
     assert_eq!(set(vec![vec!["sofa", " "]]).validate().unwrap_err().field, "groups");
     let long = "x".repeat(101);
     assert_eq!(set(vec![vec!["sofa", long.as_str()]]).validate().unwrap_err().field, "groups");
+}
+
+#[test]
+fn an_order_is_checked_on_its_units_per_product_and_its_one_currency() {
+    let line = |product: &str, quantity: u32, currency: &str| types::OrderLine {
+        product_id: product.into(),
+        quantity,
+        unit_price: Money::new(100, currency),
+    };
+    let order = |lines| {
+        Event::OrderPlaced(types::OrderPlaced {
+            order_id: "o".into(),
+            user_id: "u".into(),
+            lines,
+            address_id: "a".into(),
+            idempotency_key: "k".into(),
+            payment_token: "tok_visa".into(),
+            from_cart: false,
+        })
+    };
+    assert!(order(vec![line("p", 6_000, "EUR"), line("q", 6_000, "EUR")]).validate().is_ok());
+    let twice = order(vec![line("p", 6_000, "EUR"), line("p", 6_000, "EUR")]).validate().unwrap_err();
+    assert_eq!(twice.field, "lines.quantity", "one product named twice is checked on the sum");
+    assert_eq!(order(vec![line("p", 1, "EUR"), line("q", 1, "USD")]).validate().unwrap_err().field, "lines.unit_price");
+    let status = Event::OrderStatusChanged(types::OrderStatusChanged {
+        order_id: "o".into(),
+        user_id: "u".into(),
+        status: types::OrderStatus::Paid,
+    });
+    assert_eq!(status.validate().unwrap_err().field, "status", "paid is the saga's to decide");
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::types::{OrderStatus, MAX_UNITS};
 use crate::{Event, Id};
 
 /// Why an event was refused: the field and the rule it broke.
@@ -45,6 +46,21 @@ fn text(value: &str, field: &'static str, max: usize, required: bool) -> Result 
 fn positive(quantity: u32, field: &'static str) -> Result {
     if quantity == 0 {
         return Err(ValidationError::new(field, "must be greater than zero"));
+    }
+    Ok(())
+}
+
+fn at_most(quantity: u32, field: &'static str) -> Result {
+    if quantity > MAX_UNITS {
+        return Err(ValidationError::new(field, format!("must be at most {MAX_UNITS}")));
+    }
+    Ok(())
+}
+
+fn holds(holds: &[crate::types::Hold]) -> Result {
+    for hold in holds {
+        ids(&[(&hold.product_id, "holds.product_id"), (&hold.warehouse_id, "holds.warehouse_id")])?;
+        positive(hold.quantity, "holds.quantity")?;
     }
     Ok(())
 }
@@ -189,7 +205,12 @@ impl Event {
             }
             CartItemAdded(e) | CartItemRemoved(e) => {
                 ids(&[(&e.user_id, "user_id"), (&e.product_id, "product_id")])?;
-                positive(e.quantity, "quantity")
+                positive(e.quantity, "quantity")?;
+                at_most(e.quantity, "quantity")
+            }
+            CartQuantitySet(e) => {
+                ids(&[(&e.user_id, "user_id"), (&e.product_id, "product_id")])?;
+                at_most(e.quantity, "quantity")
             }
             CartCleared(e) => e.user_id.check("user_id"),
             OrderPlaced(e) => {
@@ -197,43 +218,97 @@ impl Event {
                 if e.lines.is_empty() || e.lines.len() > 100 {
                     return Err(ValidationError::new("lines", "must hold 1 to 100 lines"));
                 }
+                let currency = &e.lines[0].unit_price.currency;
+                let mut per_product = std::collections::BTreeMap::<&Id, u64>::new();
                 for line in &e.lines {
                     line.product_id.check("lines.product_id")?;
                     positive(line.quantity, "lines.quantity")?;
                     line.unit_price.check_non_negative("lines.unit_price")?;
+                    if &line.unit_price.currency != currency {
+                        return Err(ValidationError::new("lines.unit_price", "every line of an order must be in one currency"));
+                    }
+                    *per_product.entry(&line.product_id).or_default() += u64::from(line.quantity);
                 }
-                text(&e.idempotency_key, "idempotency_key", 128, true)?;
-                token(&e.payment_token, "payment_token")
+                if per_product.values().any(|units| *units > u64::from(MAX_UNITS)) {
+                    return Err(ValidationError::new("lines.quantity", format!("must be at most {MAX_UNITS} units of one product")));
+                }
+                text(&e.idempotency_key, "idempotency_key", 255, true)?;
+                if !e.payment_token.is_empty() {
+                    token(&e.payment_token, "payment_token")?;
+                }
+                Ok(())
             }
             OrderCancelled(e) => {
                 ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id")])?;
                 text(&e.reason, "reason", 500, false)
             }
-            OrderStatusChanged(e) => ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id")]),
+            OrderStatusChanged(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id")])?;
+                match e.status {
+                    OrderStatus::Shipped | OrderStatus::Delivered => Ok(()),
+                    _ => Err(ValidationError::new("status", "an admin may set only shipped or delivered")),
+                }
+            }
+            HoldDecided(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id"), (&e.product_id, "product_id")])?;
+                holds(&e.holds)
+            }
+            PaymentDeadline(e) => ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id")]),
+            PaymentSubmitted(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id")])?;
+                token(&e.token, "token")
+            }
+            RefundRequested(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id"), (&e.refund_id, "refund_id")])?;
+                e.amount.check_positive("amount")?;
+                text(&e.reason, "reason", 500, false)
+            }
+            ChargeSucceeded(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id"), (&e.payment_id, "payment_id")])?;
+                e.amount.check_non_negative("amount")?;
+                text(&e.authorization_code, "authorization_code", 64, false)
+            }
+            ChargeFailed(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id")])?;
+                text(&e.reason, "reason", 500, true)
+            }
+            PaymentRefunded(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id"), (&e.refund_id, "refund_id"), (&e.payment_id, "payment_id")])?;
+                e.amount.check_non_negative("amount")
+            }
+            RefundFailed(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id"), (&e.refund_id, "refund_id")])?;
+                text(&e.reason, "reason", 500, true)
+            }
+            HoldRequested(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id"), (&e.product_id, "product_id")])?;
+                positive(e.quantity, "quantity")?;
+                at_most(e.quantity, "quantity")
+            }
+            HoldReleased(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.product_id, "product_id")])?;
+                text(&e.reason, "reason", 200, false)
+            }
+            HoldCommitted(e) => ids(&[(&e.order_id, "order_id"), (&e.product_id, "product_id")]),
+            ChargeRequested(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id")])?;
+                e.amount.check_non_negative("amount")?;
+                token(&e.token, "token")
+            }
+            RefundApproved(e) => {
+                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id"), (&e.refund_id, "refund_id"), (&e.payment_id, "payment_id")])?;
+                e.amount.check_positive("amount")
+            }
             PaymentMethodTokenized(e) => {
                 e.user_id.check("user_id")?;
                 token(&e.token, "token")?;
                 if e.last4.len() != 4 || !e.last4.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(ValidationError::new("last4", "must be exactly four digits"));
                 }
+                if e.exp_month > 12 {
+                    return Err(ValidationError::new("exp_month", "must be 1 to 12"));
+                }
                 text(&e.card_brand, "card_brand", 32, false)
-            }
-            ChargeRequested(e) => {
-                ids(&[(&e.order_id, "order_id"), (&e.user_id, "user_id")])?;
-                e.amount.check_non_negative("amount")?;
-                token(&e.token, "token")
-            }
-            ChargeSucceeded(e) => {
-                ids(&[(&e.order_id, "order_id"), (&e.payment_id, "payment_id")])?;
-                e.amount.check_non_negative("amount")
-            }
-            ChargeFailed(e) => {
-                e.order_id.check("order_id")?;
-                text(&e.reason, "reason", 500, true)
-            }
-            PaymentRefunded(e) => {
-                ids(&[(&e.order_id, "order_id"), (&e.payment_id, "payment_id")])?;
-                e.amount.check_non_negative("amount")
             }
             ProductViewed(e) => ids(&[(&e.user_id, "user_id"), (&e.product_id, "product_id")]),
             SearchPerformed(e) => {
@@ -243,13 +318,10 @@ impl Event {
             RecommendationClicked(e) => ids(&[(&e.user_id, "user_id"), (&e.product_id, "product_id")]),
             ReservationAccepted(e) => {
                 e.order_id.check("order_id")?;
-                for hold in &e.holds {
-                    ids(&[(&hold.product_id, "holds.product_id"), (&hold.warehouse_id, "holds.warehouse_id")])?;
-                    positive(hold.quantity, "holds.quantity")?;
-                }
-                Ok(())
+                holds(&e.holds)
             }
-            ReservationRejected(e) | OrderConfirmed(e) | OrderExpired(e) => e.order_id.check("order_id"),
+            OrderConfirmed(e) | OrderRejected(e) | OrderExpired(e) | CancellationAccepted(e) | OrderShipped(e)
+            | OrderDelivered(e) | RefundCompleted(e) => e.order_id.check("order_id"),
             StockAdjustmentRejected(e) => ids(&[(&e.product_id, "product_id"), (&e.warehouse_id, "warehouse_id")]),
         }
     }

@@ -9,6 +9,7 @@
 //! replica tailing the changelog topics in scale-out mode.
 
 pub mod changelog;
+mod commerce;
 mod progress;
 pub mod registry;
 pub mod replica;
@@ -19,6 +20,10 @@ mod table;
 pub use progress::{Progress, ProgressReport, WaitError};
 pub use registry::{ViewKey, ViewRowType};
 pub use rows::{AccountRow, AddressRow, SessionRow, SynonymsRow, InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TopSellerRow, TrendingRow, WarehouseRow};
+pub use commerce::{
+    utc_day, CartRow, LatestOrderRow, OrderHold, OrderRow, PaymentMethodRow, PaymentRow, RefundEntry, RevenueRow,
+    StatusChange, StockAvailableRow, UserOrderRow,
+};
 pub use table::Table;
 
 // The registry: one line per view (see `registry` and the crate docs' recipe).
@@ -35,6 +40,25 @@ registry::views! {
     Address(AddressRow) => AddressRow, addresses, "addresses";
     Session(SessionRow) => SessionRow, sessions, "sessions";
     Synonyms(SynonymsRow) => SynonymsRow, synonyms, "synonyms";
+    Cart(CartRow) => CartRow, carts, "carts";
+    Order(Box<OrderRow>) => OrderRow, orders, "orders";
+    UserOrder(UserOrderRow) => UserOrderRow, user_orders, "user_orders";
+    Payment(Box<PaymentRow>) => PaymentRow, payments, "payments";
+    PaymentMethod(PaymentMethodRow) => PaymentMethodRow, payment_methods, "payment_methods";
+    StockAvailable(StockAvailableRow) => StockAvailableRow, stock_available, "stock_available";
+    TopSellerHour(TopSellerRow) => TopSellerRow, top_sellers_hour, "top_sellers_hour";
+    TopSellerDay(TopSellerRow) => TopSellerRow, top_sellers_day, "top_sellers_day";
+    LatestOrder(LatestOrderRow) => LatestOrderRow, latest_orders, "latest_orders";
+    Revenue(RevenueRow) => RevenueRow, revenue, "revenue";
+}
+
+/// The key under which a payment method whose token is not a valid id is stored: a digest of
+/// the token (tokens are not secrets, but they are opaque).
+pub(crate) fn token_key(token: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut hasher);
+    format!("tok-{:016x}", hasher.finish())
 }
 
 use shopflow_events::{Id, Topic};
@@ -65,6 +89,10 @@ pub struct Changed<'a> {
     pub products: &'a [Id],
     /// Whether a synonym set changed.
     pub synonyms: bool,
+    /// Orders whose row changed (live order events).
+    pub orders: &'a [Id],
+    /// Whether any top-sellers ranking (all time, hour, day) changed (the live ranking).
+    pub rankings: bool,
 }
 
 pub type ChangeListener = Box<dyn Fn(&Changed<'_>) + Send + Sync>;
@@ -96,18 +124,22 @@ impl Views {
         touched.dedup();
         let ranked: Vec<Id> = batches.top_sellers.iter().map(|(k, _)| k.clone()).collect();
         let synonyms = !batches.synonyms.is_empty();
+        let mut orders: Vec<Id> = batches.orders.iter().map(|(k, _)| k.clone()).collect();
+        orders.sort();
+        orders.dedup();
+        let rankings = !(batches.top_sellers.is_empty() && batches.top_sellers_hour.is_empty() && batches.top_sellers_day.is_empty());
         self.tables.apply_batches(batches);
         for product in &touched {
             let total = self.stock.range(first_key_range(product)).iter().map(|s| s.quantity).sum();
             self.products.modify(product, |row| row.stock = total);
         }
         let listeners = self.listeners.read();
-        let changed = synonyms || !(touched.is_empty() && ranked.is_empty());
+        let changed = synonyms || rankings || !(touched.is_empty() && ranked.is_empty() && orders.is_empty());
         if changed && !listeners.is_empty() {
             touched.extend(ranked);
             touched.sort();
             touched.dedup();
-            let changed = Changed { products: &touched, synonyms };
+            let changed = Changed { products: &touched, synonyms, orders: &orders, rankings };
             for listener in listeners.iter() {
                 listener(&changed);
             }
@@ -124,6 +156,28 @@ impl Views {
     /// One user's interactions (their row of the interaction matrix), by product id.
     pub fn user_interactions(&self, user: &Id) -> Vec<InteractionRow> {
         self.interactions.range(first_key_range(user))
+    }
+
+    /// One user's cart lines, by product id.
+    pub fn user_cart(&self, user: &Id) -> Vec<CartRow> {
+        self.carts.range(first_key_range(user))
+    }
+
+    /// One user's orders, newest first.
+    pub fn user_order_list(&self, user: &Id) -> Vec<UserOrderRow> {
+        let mut rows = self.user_orders.range(first_key_range(user));
+        rows.sort_by(|a, b| b.placed_at.cmp(&a.placed_at).then_with(|| b.order_id.cmp(&a.order_id)));
+        rows
+    }
+
+    /// One user's payment methods.
+    pub fn user_payment_methods(&self, user: &Id) -> Vec<PaymentMethodRow> {
+        self.payment_methods.range(first_key_range(user))
+    }
+
+    /// Stock available of one product, per warehouse.
+    pub fn product_available(&self, product: &Id) -> Vec<StockAvailableRow> {
+        self.stock_available.range(first_key_range(product))
     }
 
     /// The products a user has ordered.

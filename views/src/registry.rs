@@ -39,6 +39,19 @@ impl ViewKey for (Id, Id) {
     }
 }
 
+/// Triple keys are `a/b/c`.
+impl ViewKey for (Id, Id, Id) {
+    fn to_bytes(&self) -> Vec<u8> {
+        format!("{}/{}/{}", self.0, self.1, self.2).into_bytes()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let mut parts = std::str::from_utf8(bytes).ok()?.splitn(3, '/');
+        let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
+        Some((Id::new(a).ok()?, Id::new(b).ok()?, Id::new(c).ok()?))
+    }
+}
+
 impl ViewKey for uuid::Uuid {
     fn to_bytes(&self) -> Vec<u8> {
         self.to_string().into_bytes()
