@@ -199,6 +199,7 @@ fn train_from_the_event_log() {
                     address_id: Id::from("addr"),
                     idempotency_key: format!("k{u}"),
                     payment_token: "tok_ok".into(),
+            from_cart: false,
                 }));
             }
             log.append(records).await.unwrap();

@@ -51,6 +51,7 @@ async fn interactions_purchases_and_trending_follow_the_log() {
             address_id: "a".into(),
             idempotency_key: id.into(),
             payment_token: "tok_ok".into(),
+            from_cart: false,
         }))
     };
     let events = vec![

@@ -116,6 +116,7 @@ impl Activity {
                         address_id: Id::from("addr-1"),
                         idempotency_key: format!("k-{orders}"),
                         payment_token: format!("tok_{s:02}"),
+                        from_cart: false,
                     }),
                     clock.tick(&mut rng, session),
                 ));
@@ -131,6 +132,7 @@ impl Activity {
                 out.push(at(
                     Event::ChargeSucceeded(ChargeSucceeded {
                         order_id: order_id.clone(),
+                        user_id: user.clone(),
                         payment_id: Id::from(format!("pay-{orders:05}").as_str()),
                         amount: Money::new(total, "EUR"),
                         authorization_code: "AUTH".into(),

@@ -102,7 +102,8 @@ fn shoppers(products: usize) -> Vec<Envelope> {
                     lines: vec![OrderLine { product_id, quantity: 1, unit_price: Money::new(999, "EUR") }],
                     address_id: Id::from("demo-address"),
                     idempotency_key: format!("demo-{shopper}"),
-                    payment_token: "tok_demo".into(),
+                    payment_token: "tok_visa".into(),
+                    from_cart: false,
                 })));
             }
         }

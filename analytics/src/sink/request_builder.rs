@@ -272,6 +272,10 @@ impl RequestBuilder {
                 ts, kind, user_id: e.user_id.to_string(), product_id: e.product_id.to_string(), quantity: e.quantity,
                 log_topic, log_partition, log_offset,
             }),
+            Event::CartQuantitySet(e) => push!(Table::CartEvents, cart_events, CartEventRow {
+                ts, kind, user_id: e.user_id.to_string(), product_id: e.product_id.to_string(), quantity: e.quantity,
+                log_topic, log_partition, log_offset,
+            }),
             Event::CartCleared(e) => push!(Table::CartEvents, cart_events, CartEventRow {
                 ts, kind, user_id: e.user_id.to_string(), product_id: String::new(), quantity: 0, log_topic, log_partition, log_offset,
             }),
@@ -317,6 +321,22 @@ impl RequestBuilder {
                 order_id: e.order_id.to_string(), payment_id: e.payment_id.to_string(), amount: e.amount.amount_minor,
                 currency: e.amount.currency.clone(), ..payment(ts, kind, log_topic, log_partition, log_offset)
             }),
+            Event::PaymentSubmitted(e) => push!(Table::Payments, payments, PaymentRow {
+                order_id: e.order_id.to_string(), user_id: e.user_id.to_string(), token: e.token.clone(),
+                ..payment(ts, kind, log_topic, log_partition, log_offset)
+            }),
+            Event::RefundRequested(e) => push!(Table::Payments, payments, PaymentRow {
+                order_id: e.order_id.to_string(), user_id: e.user_id.to_string(), amount: e.amount.amount_minor,
+                currency: e.amount.currency.clone(), reason: e.reason.clone(), ..payment(ts, kind, log_topic, log_partition, log_offset)
+            }),
+            Event::RefundApproved(e) => push!(Table::Payments, payments, PaymentRow {
+                order_id: e.order_id.to_string(), user_id: e.user_id.to_string(), payment_id: e.payment_id.to_string(),
+                amount: e.amount.amount_minor, currency: e.amount.currency.clone(), ..payment(ts, kind, log_topic, log_partition, log_offset)
+            }),
+            Event::RefundFailed(e) => push!(Table::Payments, payments, PaymentRow {
+                order_id: e.order_id.to_string(), user_id: e.user_id.to_string(), reason: e.reason.clone(),
+                ..payment(ts, kind, log_topic, log_partition, log_offset)
+            }),
             Event::ChargeFailed(e) => push!(Table::Payments, payments, PaymentRow {
                 order_id: e.order_id.to_string(), reason: e.reason.clone(), retryable: u8::from(e.retryable),
                 ..payment(ts, kind, log_topic, log_partition, log_offset)
@@ -339,7 +359,26 @@ impl RequestBuilder {
                 order_id: e.order_id.to_string(), holds: u16::try_from(e.holds.len()).unwrap_or(u16::MAX),
                 quantity: e.holds.iter().map(|h| i64::from(h.quantity)).sum(), ..decision(ts, kind, log_topic, log_partition, log_offset)
             }),
-            Event::ReservationRejected(e) | Event::OrderConfirmed(e) | Event::OrderExpired(e) => push!(Table::Decisions, decisions, DecisionRow {
+            Event::HoldRequested(e) => push!(Table::Decisions, decisions, DecisionRow {
+                order_id: e.order_id.to_string(), product_id: e.product_id.to_string(), quantity: i64::from(e.quantity),
+                ..decision(ts, kind, log_topic, log_partition, log_offset)
+            }),
+            Event::HoldDecided(e) => push!(Table::Decisions, decisions, DecisionRow {
+                order_id: e.order_id.to_string(), product_id: e.product_id.to_string(),
+                holds: u16::try_from(e.holds.len()).unwrap_or(u16::MAX), quantity: e.holds.iter().map(|h| i64::from(h.quantity)).sum(),
+                available: e.available, reason: if e.granted { String::new() } else { "out_of_stock".into() },
+                ..decision(ts, kind, log_topic, log_partition, log_offset)
+            }),
+            Event::HoldReleased(e) => push!(Table::Decisions, decisions, DecisionRow {
+                order_id: e.order_id.to_string(), product_id: e.product_id.to_string(), reason: e.reason.clone(),
+                ..decision(ts, kind, log_topic, log_partition, log_offset)
+            }),
+            Event::HoldCommitted(e) => push!(Table::Decisions, decisions, DecisionRow {
+                order_id: e.order_id.to_string(), product_id: e.product_id.to_string(),
+                ..decision(ts, kind, log_topic, log_partition, log_offset)
+            }),
+            Event::OrderConfirmed(e) | Event::OrderRejected(e) | Event::OrderExpired(e) | Event::CancellationAccepted(e)
+            | Event::OrderShipped(e) | Event::OrderDelivered(e) | Event::RefundCompleted(e) => push!(Table::Decisions, decisions, DecisionRow {
                 order_id: e.order_id.to_string(), reason: e.reason.clone(), ..decision(ts, kind, log_topic, log_partition, log_offset)
             }),
             Event::StockAdjustmentRejected(e) => push!(Table::Decisions, decisions, DecisionRow {
@@ -349,6 +388,8 @@ impl RequestBuilder {
             // Admins' search synonym sets are configuration, not shop activity.
             Event::CategoryUpserted(_) | Event::BrandUpserted(_) | Event::SupplierUpserted(_) | Event::ReviewPosted(_)
             | Event::WarehouseCreated(_) | Event::SynonymsSet(_) => {}
+            // The saga's clock: no activity of anyone's.
+            Event::PaymentDeadline(_) => {}
         }
     }
 

@@ -215,17 +215,21 @@ pub fn expected_counts(events: &[Envelope]) -> std::collections::BTreeMap<&'stat
             StockReceived(_) | StockAdjusted(_) => "stock_moves",
             UserRegistered(_) | ProfileUpdated(_) | AddressAdded(_) | RoleChanged(_) | SessionStarted(_) | SessionRefreshed(_)
             | SessionRevoked(_) => "users",
-            CartItemAdded(_) | CartItemRemoved(_) | CartCleared(_) => "cart_events",
+            CartItemAdded(_) | CartItemRemoved(_) | CartQuantitySet(_) | CartCleared(_) => "cart_events",
             OrderPlaced(o) => {
                 *out.get_mut("order_lines").unwrap() += o.lines.len() as u64;
                 "orders"
             }
             OrderCancelled(_) | OrderStatusChanged(_) => "orders",
-            PaymentMethodTokenized(_) | ChargeRequested(_) | ChargeSucceeded(_) | ChargeFailed(_) | PaymentRefunded(_) => "payments",
+            PaymentMethodTokenized(_) | ChargeRequested(_) | ChargeSucceeded(_) | ChargeFailed(_) | PaymentRefunded(_)
+            | PaymentSubmitted(_) | RefundRequested(_) | RefundApproved(_) | RefundFailed(_) => "payments",
             ProductViewed(_) => "product_views",
             SearchPerformed(_) => "searches",
             RecommendationClicked(_) => "recommendation_clicks",
-            ReservationAccepted(_) | ReservationRejected(_) | OrderConfirmed(_) | OrderExpired(_) | StockAdjustmentRejected(_) => "decisions",
+            ReservationAccepted(_) | OrderConfirmed(_) | OrderRejected(_) | OrderExpired(_) | CancellationAccepted(_)
+            | OrderShipped(_) | OrderDelivered(_) | RefundCompleted(_) | StockAdjustmentRejected(_) | HoldRequested(_)
+            | HoldDecided(_) | HoldReleased(_) | HoldCommitted(_) => "decisions",
+            PaymentDeadline(_) => continue,
             CategoryUpserted(_) | BrandUpserted(_) | SupplierUpserted(_) | ReviewPosted(_) | WarehouseCreated(_) | SynonymsSet(_) => continue,
         };
         *out.get_mut(table).unwrap() += 1;

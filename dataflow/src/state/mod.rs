@@ -339,6 +339,7 @@ mod tests {
             address_id: "a".into(),
             idempotency_key: "k".into(),
             payment_token: "tok_visa".into(),
+            from_cart: false,
         }));
         let cancelled = env(Event::OrderCancelled(OrderCancelled { order_id: "o".into(), user_id: user.clone(), reason: String::new() }));
         state.apply(0, &viewed, &W, &mut out);
