@@ -11,7 +11,9 @@ use timely::progress::Timestamp;
 
 use crate::jobs::Epoch;
 use crate::state::ProductBase;
-use crate::views::{AccountRow, AddressRow, RequestRow, SessionRow, SynonymsRow, WarehouseRow};
+use crate::views::{
+    AccountRow, AddressRow, CartRow, OrderRow, PaymentMethodRow, PaymentRow, RequestRow, SessionRow, SynonymsRow, WarehouseRow,
+};
 
 macro_rules! base_collections {
     (
@@ -104,9 +106,28 @@ base_collections! {
         sessions: (Id, SessionRow),
         /// Search synonym sets by set id.
         synonyms: (Id, SynonymsRow),
+        /// Cart lines by (user, product).
+        carts: ((Id, Id), CartRow),
+        /// Orders and their payments, by order id.
+        orders: (Id, OrderRow),
+        payments: (Id, PaymentRow),
+        /// Tokenized cards by (user, token key).
+        payment_methods: ((Id, Id), PaymentMethodRow),
+        /// (product, warehouse) → (on hand, held).
+        stock_levels: ((Id, Id), (i64, i64)),
+        /// Products, the difference being units of paid orders (cancellations and full refunds
+        /// taken back).
+        sold: Id,
+        /// (product, UTC day, currency), the difference being net revenue in minor units.
+        revenue: (Id, Id, Id),
+        /// Each partition's newest orders, the candidates of the latest-orders view.
+        recent_orders: (Id, OrderRow),
     }
     windowed {
         /// Products, the difference being weight inside the trending window.
         trending: Id,
+        /// Products, the difference being units sold within the last hour / day (event time).
+        sold_hour: Id,
+        sold_day: Id,
     }
 }

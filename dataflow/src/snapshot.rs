@@ -113,7 +113,7 @@ mod legacy {
                     brands: t.brands.into_iter().collect(),
                     suppliers: t.suppliers.into_iter().collect(),
                 },
-                inventory: InventoryState { warehouses: t.warehouses.into_iter().collect(), stock: t.stock.into_iter().collect() },
+                inventory: InventoryState::from_stock(t.warehouses.into_iter().collect(), t.stock),
                 interactions: InteractionState {
                     interactions: t.interactions.into_iter().collect(),
                     purchases: t.purchases.into_iter().collect(),
@@ -124,6 +124,8 @@ mod legacy {
                 accounts: AccountsState::default(),
                 // Nor search synonyms.
                 search: SearchState::default(),
+                // Nor the order saga.
+                ..Parts::default()
             };
             let core = PartitionSnapshot {
                 next_offset: self.next_offset,
@@ -259,7 +261,9 @@ mod tests {
         assert_eq!(rows.requests.len(), 1);
         // The key it remembers still drops a repeat.
         let receipt = Event::StockReceived(StockReceived { product_id: "fixture-p2".into(), warehouse_id: "w1".into(), quantity: 4 });
-        let repeat = Envelope::idempotent(receipt, shopflow_events::idempotent_event_id("admin", "fixture-key"), "fixture-fp".into());
+        let mut repeat = Envelope::idempotent(receipt, shopflow_events::idempotent_event_id("admin", "fixture-key"), "fixture-fp".into());
+        // Within the key's retention in log time (the fixture is weeks old by the wall clock).
+        repeat.ts = rows.requests[0].0 .1.ts + 1_000;
         assert!(!state.apply(2, &repeat, &InteractionWeights::default(), &mut Changes::default()));
     }
 

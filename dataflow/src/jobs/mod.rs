@@ -3,7 +3,10 @@
 
 pub mod catalog;
 pub mod interactions;
+pub mod latest_orders;
+pub mod revenue;
 pub mod stock;
+pub mod stock_available;
 pub mod top_sellers;
 pub mod weights;
 
@@ -24,19 +27,44 @@ use crate::views::ViewRow;
 /// `.concat` per view.
 pub fn views<'scope, T: Timestamp + Lattice>(base: &BaseCollections<'scope, T>) -> VecCollection<'scope, T, ViewRow> {
     let matrix = interactions::build(base);
-    catalog::build(base)
+    let catalog = catalog::build(base);
+    let top_sellers = top_sellers::build(base);
+    catalog
+        .clone()
         .map(|row| ViewRow::Product(Box::new(row)))
         .concat(stock::build(base).map(ViewRow::Stock))
         .concat(base.warehouses.clone().map(|(_, w)| ViewRow::Warehouse(w)))
         .concat(matrix.interactions.map(ViewRow::Interaction))
         .concat(matrix.purchases.map(ViewRow::Purchase))
         .concat(matrix.trending.map(ViewRow::Trending))
-        .concat(top_sellers::build(base).map(ViewRow::TopSeller))
+        .concat(top_sellers.all.map(ViewRow::TopSeller))
+        .concat(top_sellers.hour.map(ViewRow::TopSellerHour))
+        .concat(top_sellers.day.map(ViewRow::TopSellerDay))
         .concat(base.requests.clone().map(|(_, row)| ViewRow::Request(row)))
         .concat(base.accounts.clone().map(|(_, row)| ViewRow::Account(row)))
         .concat(base.addresses.clone().map(|(_, row)| ViewRow::Address(row)))
         .concat(base.sessions.clone().map(|(_, row)| ViewRow::Session(row)))
         .concat(base.synonyms.clone().map(|(_, row)| ViewRow::Synonyms(row)))
+        .concat(base.carts.clone().map(|(_, row)| ViewRow::Cart(row)))
+        .concat(base.orders.clone().map(|(_, row)| ViewRow::UserOrder(user_order(&row))))
+        .concat(base.orders.clone().map(|(_, row)| ViewRow::Order(Box::new(row))))
+        .concat(base.payments.clone().map(|(_, row)| ViewRow::Payment(Box::new(row))))
+        .concat(base.payment_methods.clone().map(|(_, row)| ViewRow::PaymentMethod(row)))
+        .concat(stock_available::build(base).map(ViewRow::StockAvailable))
+        .concat(latest_orders::build(base, catalog).map(ViewRow::LatestOrder))
+        .concat(revenue::build(base).map(ViewRow::Revenue))
+}
+
+/// An order's entry in its user's list.
+fn user_order(row: &crate::views::OrderRow) -> crate::views::UserOrderRow {
+    crate::views::UserOrderRow {
+        user_id: row.user_id.clone(),
+        order_id: row.order_id.clone(),
+        status: row.status,
+        total: row.total.clone(),
+        placed_at: row.placed_at,
+        updated_at: row.updated_at,
+    }
 }
 
 /// Left outer join with a right side that has at most one value per key (an upserted

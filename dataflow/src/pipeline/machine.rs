@@ -15,7 +15,7 @@ use crate::base::Changes;
 use crate::jobs::weights::InteractionWeights;
 use crate::remap::REMAP_TOPIC;
 use crate::snapshot::SnapshotStore;
-use crate::state::{PartitionSnapshot, PartitionState};
+use crate::state::{Fold, PartitionSnapshot, PartitionState};
 
 pub(super) type Partition = (String, u32);
 
@@ -30,6 +30,10 @@ pub(super) struct StateMachine {
     states: BTreeMap<Partition, PartitionState>,
     truncation: Option<Arc<RemapTruncation>>,
     weights: InteractionWeights,
+    hold_timeout_ms: i64,
+    /// Deadlines already announced by this process (not state: after a restart one may be
+    /// announced again, which the fold ignores; the announcement's id derives from it).
+    announced: std::collections::HashSet<(i64, shopflow_events::Id)>,
     snapshots: SnapshotStore,
     interval: Duration,
     last_snapshot: Instant,
@@ -49,6 +53,8 @@ impl StateMachine {
             states,
             truncation: truncation.map(Arc::new),
             weights: config.weights,
+            hold_timeout_ms: config.hold_timeout_ms,
+            announced: Default::default(),
             snapshots,
             interval: Duration::from_millis(config.snapshot_interval_ms),
             last_snapshot: Instant::now(),
@@ -76,12 +82,32 @@ impl StateMachine {
 
     /// Folds `records` into `changes`; dead letters and decisions go to `side`.
     pub(super) fn apply(&mut self, records: &[Record], changes: &mut Changes, side: &mut Vec<OutRecord>) {
+        let fold = Fold { weights: &self.weights, hold_timeout_ms: self.hold_timeout_ms };
         for record in records {
-            apply_record(record, &mut self.states, &self.weights, changes, side);
+            apply_record(record, &mut self.states, &fold, changes, side);
         }
         for decision in changes.decisions.drain(..) {
             side.push(OutRecord::keyed(decision.topic().name(), decision.key().as_str(), decision.to_json()));
         }
+    }
+
+    /// `order.payment_deadline` records for the unpaid orders whose deadline the wall clock
+    /// `now` has passed, each once per process. Appended like any write, they reach the
+    /// orders' partitions as ordinary records: the expiry is decided by their time there.
+    pub(super) fn due_deadlines(&mut self, now: i64) -> Vec<OutRecord> {
+        let mut out = Vec::new();
+        for state in self.states.values() {
+            for due in state.due_deadlines(now) {
+                if !self.announced.insert((due.deadline, due.order_id.clone())) {
+                    continue;
+                }
+                let name = format!("payment-deadline\n{}\n{}", due.order_id, due.deadline);
+                let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
+                let envelope = Envelope { id, ..Envelope::new(shopflow_events::Event::PaymentDeadline(due)) };
+                out.push(OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json()));
+            }
+        }
+        out
     }
 
     /// Notes that every entry up to remap offset `offset` covers only records in the states.
@@ -162,7 +188,7 @@ fn write(store: &SnapshotStore, taken: &[(String, u32, PartitionSnapshot)]) -> R
 fn apply_record(
     record: &Record,
     states: &mut BTreeMap<Partition, PartitionState>,
-    weights: &InteractionWeights,
+    fold: &Fold,
     changes: &mut Changes,
     side: &mut Vec<OutRecord>,
 ) {
@@ -179,7 +205,7 @@ fn apply_record(
     };
     match decoded {
         Ok(envelope) if envelope.topic().name() == &*record.topic => {
-            state.apply(record.offset, &envelope, weights, changes);
+            state.apply_with(record.offset, &envelope, fold, changes);
         }
         outcome => {
             state.next_offset = record.offset + 1;

@@ -58,6 +58,11 @@ pub struct PipelineConfig {
     pub snapshot_on_stop: bool,
     /// Weights of the interaction kinds in the interaction matrix and trending.
     pub weights: crate::jobs::weights::InteractionWeights,
+    /// How long (log time) an unpaid order keeps its stock held before it expires.
+    pub hold_timeout_ms: i64,
+    /// How often the pipeline looks for unpaid orders whose deadline the wall clock has
+    /// passed, to write their `order.payment_deadline` (so a quiet partition's orders expire).
+    pub deadline_check_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -76,6 +81,8 @@ impl Default for PipelineConfig {
             heartbeat_interval_ms: 1_000,
             snapshot_on_stop: true,
             weights: Default::default(),
+            hold_timeout_ms: crate::state::DEFAULT_HOLD_TIMEOUT_MS,
+            deadline_check_ms: 250,
         }
     }
 }
@@ -139,6 +146,14 @@ impl PipelineHandle {
 pub async fn ensure_topics(log: &dyn EventLog, config: &PipelineConfig) -> Result<(), PipelineError> {
     use shopflow_ingest::TopicSpec;
     log.ensure_topic(&TopicSpec::new(REMAP_TOPIC, 1)).await?;
+    // The topics the pipeline writes besides its sources: dead letters, decisions for people,
+    // and the payment worker's queue (the saga's requests). Partitioned like `orders`.
+    let partitions = log.partitions(shopflow_events::Topic::Orders.name()).await.unwrap_or(1).max(1);
+    for topic in [shopflow_events::Topic::Dlq, shopflow_events::Topic::Decisions, shopflow_events::Topic::Payments] {
+        if log.partitions(topic.name()).await.is_err() {
+            log.ensure_topic(&TopicSpec::new(topic.name(), partitions)).await?;
+        }
+    }
     if config.export_changelogs {
         for view in publish::VIEW_NAMES {
             log.ensure_topic(&TopicSpec::new(publish::changelog_topic(view), config.changelog_partitions).compacted())

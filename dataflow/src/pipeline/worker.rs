@@ -83,6 +83,8 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
     let mut last_seal = Instant::now();
     let mut epoch_read = false;
     let idle_tick = Duration::from_millis(shared.config.idle_tick_ms);
+    let deadline_check = Duration::from_millis(shared.config.deadline_check_ms);
+    let mut last_deadline_check = Instant::now();
 
     while !shared.stop.load(Ordering::Relaxed) {
         while in_flight.front().is_some_and(|e| !probe.less_equal(e)) {
@@ -134,6 +136,14 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
             inputs.advance_to(epoch);
             last_seal = Instant::now();
             machine.snapshot_if_due()?;
+            if !source.is_replaying() && last_deadline_check.elapsed() >= deadline_check {
+                last_deadline_check = Instant::now();
+                let due = machine.due_deadlines(now_ms() as i64);
+                if !due.is_empty() {
+                    tracing::debug!(worker = index, orders = due.len(), "payment deadlines passed");
+                    append_durably(shared.log.as_ref(), due, &shared.stop)?;
+                }
+            }
         }
         worker.step();
     }

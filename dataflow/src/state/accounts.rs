@@ -198,7 +198,7 @@ mod tests {
     fn apply(state: &mut AccountsState, event: Event) -> (Changes, uuid::Uuid) {
         let envelope = Envelope::new(event);
         let mut out = Changes::default();
-        state.apply(&Fold { weights: &InteractionWeights::default() }, &envelope, &mut out);
+        state.apply(&Fold::new(&InteractionWeights::default()), &envelope, &mut out);
         (out, envelope.id)
     }
 

@@ -11,11 +11,14 @@
 //! plus one line in `state_parts!` below.
 
 mod accounts;
+mod carts;
 mod catalog;
 mod fold;
 mod interactions;
-mod search;
 mod inventory;
+mod orders;
+mod search;
+mod wallet;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -29,7 +32,10 @@ use crate::views::RequestRow;
 pub use accounts::AccountsState;
 pub use catalog::{CatalogState, ProductBase};
 pub use interactions::{InteractionState, TRENDING_WINDOW_MS};
+pub use carts::CartsState;
 pub use inventory::InventoryState;
+pub use orders::{OrdersState, DAY_MS, DEFAULT_HOLD_TIMEOUT_MS, HOUR_MS, LATEST_KEPT};
+pub use wallet::WalletState;
 pub use search::SearchState;
 
 /// How many recent event ids each partition remembers for de-duplication. Duplicates come
@@ -43,6 +49,14 @@ pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 60 * 60 * 1_000;
 /// What a fold may consult besides the event.
 pub struct Fold<'a> {
     pub weights: &'a InteractionWeights,
+    /// How long (log time) an unpaid order keeps its holds.
+    pub hold_timeout_ms: i64,
+}
+
+impl<'a> Fold<'a> {
+    pub fn new(weights: &'a InteractionWeights) -> Self {
+        Self { weights, hold_timeout_ms: DEFAULT_HOLD_TIMEOUT_MS }
+    }
 }
 
 /// One part of a partition's state.
@@ -119,6 +133,9 @@ state_parts! {
     interactions: InteractionState,
     accounts: AccountsState,
     search: SearchState,
+    carts: CartsState,
+    orders: OrdersState,
+    wallet: WalletState,
 }
 
 #[derive(Default, Debug, Clone, PartialEq)]
@@ -147,6 +164,11 @@ impl PartitionState {
 
     /// Applies one decoded record at `offset`. Returns false if it was a duplicate.
     pub fn apply(&mut self, offset: u64, envelope: &Envelope, weights: &InteractionWeights, out: &mut Changes) -> bool {
+        self.apply_with(offset, envelope, &Fold::new(weights), out)
+    }
+
+    /// [`apply`](Self::apply) with every setting of the fold given.
+    pub fn apply_with(&mut self, offset: u64, envelope: &Envelope, fold: &Fold, out: &mut Changes) -> bool {
         self.next_offset = offset + 1;
         self.latest_ts = self.latest_ts.max(envelope.ts);
         self.forget_requests(out);
@@ -155,7 +177,7 @@ impl PartitionState {
             None => self.remember(envelope.id),
         };
         if fresh {
-            self.parts.apply(&Fold { weights }, envelope, out);
+            self.parts.apply(fold, envelope, out);
         }
         fresh
     }
@@ -189,6 +211,19 @@ impl PartitionState {
                 out.requests.push(((id, row), -1));
             }
         }
+    }
+
+    /// The unpaid orders of this partition whose deadline the wall clock `now` has passed.
+    pub fn due_deadlines(&self, now: i64) -> Vec<shopflow_events::types::PaymentDeadline> {
+        self.parts
+            .orders
+            .due(now)
+            .map(|(deadline, row)| shopflow_events::types::PaymentDeadline {
+                order_id: row.order_id.clone(),
+                user_id: row.user_id.clone(),
+                deadline,
+            })
+            .collect()
     }
 
     /// Forgets interactions that left the trending window before `now` (event time).
