@@ -4,6 +4,7 @@
 //! Paths left at their defaults live under the log's data directory: the gateway's ledger in
 //! `<data_dir>/gateway`, the outbox at `<data_dir>/outbox.jsonl`.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -101,19 +102,7 @@ pub async fn worker(mut settings: Settings, args: PaymentsArgs) -> anyhow::Resul
         config.concurrency = n;
     }
     let log = shopflow_ingest::open(&settings.log).await?;
-    let (stop, stopped) = watch::channel(false);
-    let mut task = tokio::spawn(PaymentWorker::new(log, config).run(stopped));
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        // The worker ended by itself: that is an error (it runs until asked to stop).
-        result = &mut task => {
-            result.context("the payment worker panicked")??;
-            anyhow::bail!("the payment worker stopped by itself");
-        }
-    }
-    let _ = stop.send(true);
-    task.await.context("the payment worker panicked")??;
-    Ok(())
+    until_signal("payment worker", |stopped| PaymentWorker::new(log, config).run(stopped)).await
 }
 
 pub async fn notify(mut settings: Settings, args: NotifyArgs) -> anyhow::Result<()> {
@@ -123,17 +112,27 @@ pub async fn notify(mut settings: Settings, args: NotifyArgs) -> anyhow::Result<
         config.outbox = outbox;
     }
     let log = shopflow_ingest::open(&settings.log).await?;
+    until_signal("notifier", |stopped| Notifier::new(log, config).run(stopped)).await
+}
+
+/// Runs a component until SIGINT or SIGTERM, then asks it to stop and waits while it finishes
+/// what it holds. A component that ends by itself is an error: it runs until asked to stop.
+async fn until_signal<T, F>(name: &str, run: impl FnOnce(watch::Receiver<bool>) -> F) -> anyhow::Result<()>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, shopflow_payments::PaymentsError>> + Send + 'static,
+{
     let (stop, stopped) = watch::channel(false);
-    let mut task = tokio::spawn(Notifier::new(log, config).run(stopped));
+    let mut task = tokio::spawn(run(stopped));
     tokio::select! {
         _ = shutdown_signal() => {}
         result = &mut task => {
-            result.context("the notifier panicked")??;
-            anyhow::bail!("the notifier stopped by itself");
+            result.with_context(|| format!("the {name} panicked"))??;
+            anyhow::bail!("the {name} stopped by itself");
         }
     }
     let _ = stop.send(true);
-    task.await.context("the notifier panicked")??;
+    task.await.with_context(|| format!("the {name} panicked"))??;
     Ok(())
 }
 

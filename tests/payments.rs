@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use shopflow_events::types::ChargeRequested;
 use shopflow_events::{Envelope, Event, Id, Money, Topic};
-use shopflow_ingest::{event_topic_spec, EventLog, KafkaConfig, KafkaLog, OutRecord, Position};
+use shopflow_ingest::{event_topic_spec, EventLog, KafkaConfig, KafkaLog, Position};
 use shopflow_payments::{outcome_event_id, Gateway, GatewayConfig};
 use support::*;
 
@@ -81,8 +81,7 @@ async fn kill_9_of_the_payment_worker_mid_charge_charges_each_order_once_and_rep
             }))
         })
         .collect();
-    let records: Vec<OutRecord> = requests.iter().map(|e| OutRecord::keyed(e.topic().name(), e.key().as_str(), e.to_json())).collect();
-    log.append(records).await.unwrap();
+    log.append(shopflow_shopdata::records(&requests)).await.unwrap();
 
     let data = dir.path().join("data");
     let url = gateway.url();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shopflow_events::types::{ChargeRequested, RefundApproved};
 use shopflow_events::{Envelope, Event, Id, Money, Topic};
-use shopflow_ingest::{event_topic_spec, EmbeddedLog, EventLog, KafkaLog, OutRecord, Position, Record};
+use shopflow_ingest::{event_topic_spec, EmbeddedLog, EventLog, KafkaLog, Position, Record};
 use shopflow_payments::notifier::Notifier;
 use shopflow_payments::worker::PaymentWorker;
 use shopflow_payments::{Gateway, GatewayConfig, NotifierConfig, NotifierProgress, PaymentsError, RunningGateway, WorkerConfig, WorkerProgress};
@@ -66,10 +66,6 @@ pub fn worker_config(gateway_url: &str) -> WorkerConfig {
     }
 }
 
-pub fn record(envelope: &Envelope) -> OutRecord {
-    OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json())
-}
-
 pub fn charge_request(order: &str, user: &str, amount_minor: i64, token: &str) -> Envelope {
     Envelope::new(Event::ChargeRequested(ChargeRequested {
         order_id: Id::from(order),
@@ -90,7 +86,7 @@ pub fn refund_approved(order: &str, user: &str, refund: &str, payment: &str, amo
 }
 
 pub async fn append(log: &dyn EventLog, envelopes: &[Envelope]) -> Vec<Position> {
-    log.append(envelopes.iter().map(record).collect()).await.unwrap()
+    log.append(shopflow_shopdata::records(envelopes)).await.unwrap()
 }
 
 /// Every record of `topic` up to its current end offsets.
