@@ -6,6 +6,7 @@ mod admin;
 mod analytics;
 mod import;
 mod models;
+mod payments;
 mod run;
 mod settings;
 mod train;
@@ -57,6 +58,12 @@ enum Command {
     BenchSearch(shopflow_bench::search::SearchBenchArgs),
     /// Imports a catalog file (CSV or JSON Lines) through a running server's write path.
     Import(import::ImportArgs),
+    /// The simulated card gateway (test mode: test cards and tokens, a durable ledger).
+    Gateway(payments::GatewayArgs),
+    /// The payment worker: charges and refunds the pipeline requests on `payments`.
+    Payments(payments::PaymentsArgs),
+    /// The notifier: mails order decisions to an outbox file, once per decision.
+    Notify(payments::NotifyArgs),
 }
 
 #[derive(Args, Clone)]
@@ -144,6 +151,9 @@ fn main() -> anyhow::Result<()> {
         Command::Analytics(args) => runtime()?.block_on(analytics::analytics(settings, args)),
         Command::BenchSearch(args) => runtime()?.block_on(shopflow_bench::search::run(args)),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
+        Command::Gateway(args) => runtime()?.block_on(payments::gateway(settings, args)),
+        Command::Payments(args) => runtime()?.block_on(payments::worker(settings, args)),
+        Command::Notify(args) => runtime()?.block_on(payments::notify(settings, args)),
     }
 }
 

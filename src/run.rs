@@ -113,9 +113,11 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         true => Some(crate::analytics::Embedded::start(&settings, log.clone(), views.clone()).await?),
         false => None,
     };
+    let payments = crate::payments::Embedded::start(&settings, log.clone()).await?;
     let models = watch_models(&settings);
     let app = Application::build(settings.serving.clone(), log.clone(), views).await?.with_models(models);
     let base = format!("http://{}", app.local_addr());
+    println!("\n  payment gateway (test mode): {}; e-mails go to {}", payments.gateway_url(), payments.outbox().display());
     if let Some((_, url)) = &analytics {
         println!("\n  analytics: {url}/play (SQL), {url}/dashboard; `shopflow analytics report --url {url}`");
     }
@@ -140,6 +142,7 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     });
     app.run_until_stopped(shutdown_signal()).await?;
     ready.abort();
+    payments.stop().await;
     if let Some((analytics, _)) = analytics {
         analytics.stop().await;
     }

@@ -17,6 +17,7 @@ pub struct Settings {
     pub pipeline: PipelineConfig,
     pub serving: ServingConfig,
     pub analytics: shopflow_analytics::AnalyticsSettings,
+    pub payments: shopflow_payments::PaymentsSettings,
 }
 
 pub use shopflow_ingest::LogSettings;
