@@ -19,6 +19,7 @@
 //! ```
 
 mod error;
+mod facets;
 mod indexer;
 pub mod query;
 pub mod schema;
@@ -45,7 +46,7 @@ pub use search::{FacetCount, FacetCounts, Highlight, Hit, Price, SearchRequest, 
 pub use synonyms::Synonyms;
 
 use crate::indexer::{Inbox, Indexer};
-use crate::query::{QueryBuilder, Scope};
+use crate::query::{QueryBuilder, Scope, TypoMode};
 use crate::schema::Fields;
 
 #[derive(Clone, Debug, Default)]
@@ -181,15 +182,33 @@ impl SearchIndex {
         self.reader.searcher().num_docs()
     }
 
-    fn builder<'a>(&self, synonyms: &'a Synonyms) -> QueryBuilder<'a> {
-        QueryBuilder { fields: self.fields, analyzer: self.english.clone(), raw: self.raw.clone(), typos: self.typos, synonyms }
+    fn builder<'a>(&self, synonyms: &'a Synonyms, searcher: &'a Searcher, mode: TypoMode) -> QueryBuilder<'a> {
+        QueryBuilder {
+            fields: self.fields,
+            searcher,
+            mode,
+            skipped_typos: false,
+            analyzer: self.english.clone(),
+            raw: self.raw.clone(),
+            typos: self.typos,
+            synonyms,
+        }
     }
 
-    /// One page of a search (blocking: call from a blocking thread in async code).
+    /// One page of a search (blocking: call from a blocking thread in async code). Words the
+    /// index has are matched exactly; only when that finds nothing are they given their typos
+    /// too (see [`TypoMode`]).
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults, SearchError> {
         let synonyms = self.synonyms.read().clone();
-        let (query, has_text) = self.builder(&synonyms).full(&request.text, &request.filters, Scope::All)?;
-        search::run(&self.reader.searcher(), &self.fields, query.as_ref(), request, has_text)
+        let searcher = self.reader.searcher();
+        let mut builder = self.builder(&synonyms, &searcher, TypoMode::WhenUnknown);
+        let (query, has_text) = builder.full(&request.text, &request.filters, Scope::All)?;
+        let results = search::run(&searcher, &self.fields, query.as_ref(), request, has_text)?;
+        if results.total > 0 || !builder.skipped_typos {
+            return Ok(results);
+        }
+        let (query, has_text) = self.builder(&synonyms, &searcher, TypoMode::Always).full(&request.text, &request.filters, Scope::All)?;
+        search::run(&searcher, &self.fields, query.as_ref(), request, has_text)
     }
 
     /// Products whose name matches what is being typed (the last word as a prefix, typos by
@@ -199,10 +218,16 @@ impl SearchIndex {
             return Err(SearchError::bad("limit", format!("must be 1 to {MAX_SUGGESTIONS}")));
         }
         let synonyms = self.synonyms.read().clone();
-        let mut builder = self.builder(&synonyms);
-        let Some(query) = builder.text(text, Scope::Name)? else { return Ok(Vec::new()) };
         let searcher = self.reader.searcher();
-        let top = searcher.search(query.as_ref(), &TopDocs::with_limit(limit * 3).order_by_score())?;
+        let mut builder = self.builder(&synonyms, &searcher, TypoMode::WhenUnknown);
+        let Some(mut query) = builder.text(text, Scope::Name)? else { return Ok(Vec::new()) };
+        let mut top = searcher.search(query.as_ref(), &TopDocs::with_limit(limit * 3).order_by_score())?;
+        if top.is_empty() && builder.skipped_typos {
+            let mut builder = self.builder(&synonyms, &searcher, TypoMode::Always);
+            let Some(again) = builder.text(text, Scope::Name)? else { return Ok(Vec::new()) };
+            query = again;
+            top = searcher.search(query.as_ref(), &TopDocs::with_limit(limit * 3).order_by_score())?;
+        }
         let mut out: Vec<Suggestion> = Vec::new();
         for (_, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::Term;
+use tantivy::{Searcher, Term};
 
 use crate::schema::{parse_category, Fields};
 use crate::synonyms::Synonyms;
@@ -100,9 +100,26 @@ pub(crate) enum Scope {
     Name,
 }
 
+/// When a word is matched with typos.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TypoMode {
+    /// Only words the index does not have as written (nor, being typed, as the start of a
+    /// word): a word it has is matched exactly. Typesense does the same by default (its
+    /// `typo_tokens_threshold` is one), and it saves walking the term dictionaries with a
+    /// Levenshtein automaton, the costliest part of a query. The caller searches again with
+    /// `Always` when that finds nothing.
+    WhenUnknown,
+    Always,
+}
+
 /// Builds queries for one index (its fields and analyzer).
 pub(crate) struct QueryBuilder<'a> {
     pub fields: Fields,
+    /// The point-in-time view whose dictionaries say which words exist.
+    pub searcher: &'a Searcher,
+    pub mode: TypoMode,
+    /// Set when some word was matched exactly where its length allowed typos.
+    pub skipped_typos: bool,
     pub analyzer: TextAnalyzer,
     /// The analyzer of the unstemmed `words` field.
     pub raw: TextAnalyzer,
@@ -155,19 +172,18 @@ impl QueryBuilder<'_> {
         let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         // A word the analyzer splits ("t-shirt") needs all its parts.
         let last = stems.len() - 1;
-        let parts: Vec<(Occur, Box<dyn Query>)> = stems
-            .iter()
-            .enumerate()
-            .map(|(i, stem)| {
-                let raw = raw.get(i).map_or(stem.as_str(), String::as_str);
-                (Occur::Must, self.token(stem, raw, typos, prefix && i == last, scope))
-            })
-            .collect();
+        let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(stems.len());
+        for (i, stem) in stems.iter().enumerate() {
+            let raw = raw.get(i).map_or(stem.as_str(), String::as_str);
+            parts.push((Occur::Must, self.token(stem, raw, typos, prefix && i == last, scope)));
+        }
         alternatives.push((Occur::Should, one_or_all(parts)));
         let synonyms: Vec<String> = self.synonyms.of(word).to_vec();
         for synonym in synonyms {
-            let parts: Vec<(Occur, Box<dyn Query>)> =
-                tokens(&mut self.analyzer, &synonym).iter().map(|t| (Occur::Must, self.token(t, t, 0, false, scope))).collect();
+            let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for t in tokens(&mut self.analyzer, &synonym) {
+                parts.push((Occur::Must, self.token(&t, &t, 0, false, scope)));
+            }
             if !parts.is_empty() {
                 alternatives.push((Occur::Should, Box::new(BoostQuery::new(one_or_all(parts), SYNONYM))));
             }
@@ -178,7 +194,13 @@ impl QueryBuilder<'_> {
     /// One analyzed token: its stem in every field of the scope (BM25, boosted by field), and
     /// the word as written with its typos or as a prefix in the unstemmed `words` field (once,
     /// not per field: the automaton walks of fuzzy terms are a query's costliest part).
-    fn token(&self, stem: &str, raw: &str, typos: u8, prefix: bool, scope: Scope) -> Box<dyn Query> {
+    fn token(&mut self, stem: &str, raw: &str, typos: u8, prefix: bool, scope: Scope) -> Box<dyn Query> {
+        let typos = if typos > 0 && self.mode == TypoMode::WhenUnknown && self.known(stem, raw, prefix, scope) {
+            self.skipped_typos = true;
+            0
+        } else {
+            typos
+        };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (name, boost) in BOOSTS {
             if scope == Scope::Name && !matches!(name, FieldName::Name) {
@@ -198,6 +220,25 @@ impl QueryBuilder<'_> {
             clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), near))));
         }
         one_or_any(clauses)
+    }
+
+    /// Whether the index has the word: as written in `words` (with `prefix`: some word starting
+    /// with it), or its stem in a field of the scope. One dictionary lookup per segment.
+    fn known(&self, stem: &str, raw: &str, prefix: bool, scope: Scope) -> bool {
+        let has = |field: Field, text: &str, prefix: bool| {
+            self.searcher.segment_readers().iter().any(|segment| {
+                let Ok(index) = segment.inverted_index(field) else { return false };
+                let terms = index.terms();
+                if prefix {
+                    let Ok(mut stream) = terms.range().ge(text.as_bytes()).into_stream() else { return false };
+                    stream.advance() && stream.key().starts_with(text.as_bytes())
+                } else {
+                    terms.get(text.as_bytes()).is_ok_and(|info| info.is_some())
+                }
+            })
+        };
+        has(self.fields.words, raw, prefix)
+            || BOOSTS.iter().any(|(name, _)| (scope == Scope::All || matches!(name, FieldName::Name)) && has(name.field(&self.fields), stem, false))
     }
 
     /// The filter clauses; they narrow the result without changing its scores.

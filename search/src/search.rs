@@ -9,6 +9,7 @@ use tantivy::schema::{Facet, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Searcher, SegmentReader, TantivyDocument};
 
+use crate::facets::ValueCounts;
 use crate::query::Filters;
 use crate::schema::{parse_category, Fields};
 use crate::SearchError;
@@ -202,9 +203,7 @@ pub(crate) fn run(
     let facets = request.facets.then(|| {
         let mut categories = FacetCollector::for_field("category_facet");
         categories.add_facet(category_root.clone());
-        let mut brands = FacetCollector::for_field("brand_facet");
-        brands.add_facet(Facet::root());
-        (categories, brands)
+        (categories, ValueCounts { field: "brand_id" })
     });
     let (total, top, facet_counts) = searcher.search(query, &(Count, ordered, facets))?;
 
@@ -242,14 +241,14 @@ pub(crate) fn run(
         hits.push(hit);
     }
     let facets = facet_counts.map(|(categories, brands)| FacetCounts {
-        category: counts(categories.get(category_root)),
-        brand: counts(brands.get(Facet::root())),
+        category: counts(categories.get(category_root).map(|(facet, count)| (facet_path(facet), count))),
+        brand: counts(brands.into_iter()),
     });
     Ok(SearchResults { total, hits, next_cursor, facets })
 }
 
-fn counts<'a>(children: impl Iterator<Item = (&'a Facet, u64)>) -> Vec<FacetCount> {
-    let mut out: Vec<FacetCount> = children.map(|(facet, count)| FacetCount { value: facet_path(facet), count }).collect();
+fn counts(values: impl Iterator<Item = (String, u64)>) -> Vec<FacetCount> {
+    let mut out: Vec<FacetCount> = values.map(|(value, count)| FacetCount { value, count }).collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
     out
 }
