@@ -70,7 +70,9 @@ struct Report {
     /// engine → recall@10 with and without a typo.
     recall: BTreeMap<String, BTreeMap<String, f64>>,
     /// Catalog → the share of known items whose query words are in the names of at most 10
-    /// products (above that, ranking can only guess): what recall can reach.
+    /// products. Above that, the words alone do not tell the item from the others: recall
+    /// then rests on how ties happen to break (BM25 favours shorter names). Not a hard
+    /// ceiling, a measure of how ambiguous the catalog's names are.
     recall_ceiling: BTreeMap<String, f64>,
 }
 
@@ -285,7 +287,7 @@ fn markdown(report: &Report) -> String {
     for (engine, r) in &report.recall {
         out.push_str(&format!("| {engine} | {:.3} | {:.3} |\n", r["recall_at_10"], r["recall_at_10_one_typo"]));
     }
-    out.push_str("\nShare of known items whose query words are in at most 10 names (what recall can reach):\n\n");
+    out.push_str("\nShare of known items whose query words are in at most 10 names (unambiguous items; not a hard ceiling):\n\n");
     for (catalog, share) in &report.recall_ceiling {
         out.push_str(&format!("- {catalog}: {share:.3}\n"));
     }
