@@ -286,6 +286,9 @@ fn fill_views(views: &Views, shop: &Shop) -> (usize, usize) {
             supplier_id: Id::from(format!("sup-{:02}", p % 13).as_str()),
             supplier_name: Some(format!("Supplier {}", p % 13)),
             stock: 0,
+            created_at: 0,
+            rating_avg: None,
+            rating_count: 0,
         };
         updates.push(ViewUpdate::Product {
             key: id.clone(),

@@ -58,7 +58,7 @@ mod legacy {
     /// fields inline, so both formats embed this without any framing of their own.
     #[derive(Deserialize)]
     pub struct Tables {
-        pub products: Vec<(Id, ProductBase)>,
+        pub products: Vec<(Id, Product)>,
         pub categories: Vec<(Id, String)>,
         pub brands: Vec<(Id, String)>,
         pub suppliers: Vec<(Id, String)>,
@@ -70,6 +70,27 @@ mod legacy {
         pub orders: Vec<(Id, Vec<(Id, Id, i64)>)>,
         pub window: Vec<(i64, Id, i64)>,
         pub recent: Vec<uuid::Uuid>,
+    }
+
+    /// A product as formats 1 and 2 stored it: before creation times and ratings.
+    #[derive(Deserialize)]
+    pub struct Product {
+        pub name: String,
+        pub description: String,
+        pub price: shopflow_events::Money,
+        pub sku: String,
+        pub category_id: Id,
+        pub brand_id: Id,
+        pub supplier_id: Id,
+    }
+
+    impl From<Product> for ProductBase {
+        fn from(p: Product) -> Self {
+            // Unknown then: those builds kept neither (and ignored reviews).
+            let (created_at, rating_sum, rating_count) = (0, 0, 0);
+            let Product { name, description, price, sku, category_id, brand_id, supplier_id } = p;
+            ProductBase { name, description, price, sku, category_id, brand_id, supplier_id, created_at, rating_sum, rating_count }
+        }
     }
 
     /// Format 1: plain postcard, no header, no remap position, no idempotency index.
@@ -108,10 +129,11 @@ mod legacy {
             let t = self.tables;
             let parts = Parts {
                 catalog: CatalogState {
-                    products: t.products.into_iter().collect(),
+                    products: t.products.into_iter().map(|(id, p)| (id, p.into())).collect(),
                     categories: t.categories.into_iter().collect(),
                     brands: t.brands.into_iter().collect(),
                     suppliers: t.suppliers.into_iter().collect(),
+                    reviews: Default::default(),
                 },
                 inventory: InventoryState::from_stock(t.warehouses.into_iter().collect(), t.stock),
                 interactions: InteractionState {

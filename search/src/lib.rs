@@ -19,6 +19,7 @@
 //! ```
 
 mod error;
+mod facets;
 mod indexer;
 pub mod query;
 pub mod schema;
@@ -33,6 +34,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use shopflow_views::{Progress, Views};
 use tantivy::collector::TopDocs;
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument};
 use tokio::sync::watch;
 
@@ -44,7 +46,7 @@ pub use search::{FacetCount, FacetCounts, Highlight, Hit, Price, SearchRequest, 
 pub use synonyms::Synonyms;
 
 use crate::indexer::{Inbox, Indexer};
-use crate::query::{QueryBuilder, Scope};
+use crate::query::{QueryBuilder, Scope, TypoMode};
 use crate::schema::Fields;
 
 #[derive(Clone, Debug, Default)]
@@ -53,7 +55,9 @@ pub struct SearchConfig {
     pub dir: Option<PathBuf>,
     pub commit: CommitPolicy,
     pub typos: TypoRules,
-    /// Memory for the writer's indexing buffers (tantivy's minimum is 15 MB per thread).
+    /// Memory for the writer's indexing buffers (tantivy's minimum is 15 MB per thread); a
+    /// budget, filled only as documents arrive. Default 256 MB: a rebuild of 100k products
+    /// then flushes one segment per thread instead of several to merge later.
     pub writer_memory: Option<usize>,
     pub writer_threads: Option<usize>,
 }
@@ -71,8 +75,11 @@ pub const MAX_SUGGESTIONS: usize = 20;
 
 /// The search index of one process: its reader and the handle of its indexer thread.
 pub struct SearchIndex {
-    index: Index,
     fields: Fields,
+    /// The query-side analyzers, built once (each query clones them: a clone is cheap, a
+    /// lookup in the index's tokenizer registry takes its lock).
+    english: TextAnalyzer,
+    raw: TextAnalyzer,
     reader: IndexReader,
     typos: TypoRules,
     synonyms: Arc<RwLock<Arc<Synonyms>>>,
@@ -94,8 +101,9 @@ impl SearchIndex {
         };
         schema::register_tokenizers(&index);
         let threads = config.writer_threads.unwrap_or(2).max(1);
-        let memory = config.writer_memory.unwrap_or(64 << 20).max((threads * 16) << 20);
+        let memory = config.writer_memory.unwrap_or(256 << 20).max((threads * 16) << 20);
         let writer = index.writer_with_num_threads(threads, memory)?;
+        writer.set_merge_policy(Box::new(indexer::merge_policy()));
         // Manual: the indexer reloads right after each commit, and only then says the
         // index reflects the batch; a timer-driven reload could not say when it happened.
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
@@ -122,8 +130,9 @@ impl SearchIndex {
         };
         let handle = std::thread::Builder::new().name("search-indexer".into()).spawn(move || indexer.run())?;
         Ok(Arc::new(Self {
-            index,
             fields,
+            english: schema::english(),
+            raw: schema::raw(),
             reader,
             typos: config.typos,
             synonyms,
@@ -173,20 +182,33 @@ impl SearchIndex {
         self.reader.searcher().num_docs()
     }
 
-    fn builder<'a>(&self, synonyms: &'a Synonyms) -> Result<QueryBuilder<'a>, SearchError> {
-        let analyzer = self.index.tokenizers().get(schema::EN).ok_or_else(|| {
-            SearchError::Index(tantivy::TantivyError::InvalidArgument("the english analyzer is not registered".into()))
-        })?;
-        Ok(QueryBuilder { fields: self.fields, analyzer, typos: self.typos, synonyms })
+    fn builder<'a>(&self, synonyms: &'a Synonyms, searcher: &'a Searcher, mode: TypoMode) -> QueryBuilder<'a> {
+        QueryBuilder {
+            fields: self.fields,
+            searcher,
+            mode,
+            skipped_typos: false,
+            analyzer: self.english.clone(),
+            raw: self.raw.clone(),
+            typos: self.typos,
+            synonyms,
+        }
     }
 
-    /// One page of a search (blocking: call from a blocking thread in async code).
+    /// One page of a search (blocking: call from a blocking thread in async code). Words the
+    /// index has are matched exactly; only when that finds nothing are they given their typos
+    /// too (see [`TypoMode`]).
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults, SearchError> {
         let synonyms = self.synonyms.read().clone();
-        let mut builder = self.builder(&synonyms)?;
-        let has_text = builder.text(&request.text, Scope::All)?.is_some();
-        let query = builder.full(&request.text, &request.filters, Scope::All)?;
-        search::run(&self.reader.searcher(), &self.fields, query.as_ref(), request, has_text)
+        let searcher = self.reader.searcher();
+        let mut builder = self.builder(&synonyms, &searcher, TypoMode::WhenUnknown);
+        let (query, has_text) = builder.full(&request.text, &request.filters, Scope::All)?;
+        let results = search::run(&searcher, &self.fields, query.as_ref(), request, has_text)?;
+        if results.total > 0 || !builder.skipped_typos {
+            return Ok(results);
+        }
+        let (query, has_text) = self.builder(&synonyms, &searcher, TypoMode::Always).full(&request.text, &request.filters, Scope::All)?;
+        search::run(&searcher, &self.fields, query.as_ref(), request, has_text)
     }
 
     /// Products whose name matches what is being typed (the last word as a prefix, typos by
@@ -196,10 +218,16 @@ impl SearchIndex {
             return Err(SearchError::bad("limit", format!("must be 1 to {MAX_SUGGESTIONS}")));
         }
         let synonyms = self.synonyms.read().clone();
-        let mut builder = self.builder(&synonyms)?;
-        let Some(query) = builder.text(text, Scope::Name)? else { return Ok(Vec::new()) };
         let searcher = self.reader.searcher();
-        let top = searcher.search(query.as_ref(), &TopDocs::with_limit(limit * 3).order_by_score())?;
+        let mut builder = self.builder(&synonyms, &searcher, TypoMode::WhenUnknown);
+        let Some(mut query) = builder.text(text, Scope::Name)? else { return Ok(Vec::new()) };
+        let mut top = searcher.search(query.as_ref(), &TopDocs::with_limit(limit * 3).order_by_score())?;
+        if top.is_empty() && builder.skipped_typos {
+            let mut builder = self.builder(&synonyms, &searcher, TypoMode::Always);
+            let Some(again) = builder.text(text, Scope::Name)? else { return Ok(Vec::new()) };
+            query = again;
+            top = searcher.search(query.as_ref(), &TopDocs::with_limit(limit * 3).order_by_score())?;
+        }
         let mut out: Vec<Suggestion> = Vec::new();
         for (_, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;

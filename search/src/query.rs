@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::Term;
+use tantivy::{Searcher, Term};
 
 use crate::schema::{parse_category, Fields};
 use crate::synonyms::Synonyms;
@@ -52,7 +52,9 @@ const STOP_WORDS: [&str; 12] = ["a", "an", "and", "the", "for", "of", "with", "i
 /// How much a match in each field counts.
 const BOOSTS: [(FieldName, f32); 4] =
     [(FieldName::Name, 3.0), (FieldName::Brand, 2.0), (FieldName::Category, 1.5), (FieldName::Description, 1.0)];
-/// A typo'd (or prefix) match counts this much of an exact one.
+/// A typo'd (or prefix) match counts this much of an exact match in the name. It is a
+/// constant (fuzzy and prefix matches are not BM25-scored), so an exact word always adds more
+/// than a near one to a product's score.
 const INEXACT: f32 = 0.5;
 /// A synonym's match counts this much of the word itself.
 const SYNONYM: f32 = 0.8;
@@ -77,7 +79,7 @@ impl FieldName {
 }
 
 /// The filters of a search; each one narrows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filters {
     /// A category path (`Electronics/Audio`): that category and everything below it.
     pub category: Option<String>,
@@ -87,6 +89,8 @@ pub struct Filters {
     pub price_min: Option<i64>,
     pub price_max: Option<i64>,
     pub in_stock: bool,
+    /// Products whose mean rating is at least this (0 to 5); products without reviews are left out.
+    pub min_rating: Option<f64>,
 }
 
 /// Which fields text is matched in: all of them for search, the name for suggestions.
@@ -96,10 +100,29 @@ pub(crate) enum Scope {
     Name,
 }
 
+/// When a word is matched with typos.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TypoMode {
+    /// Only words the index does not have as written (nor, being typed, as the start of a
+    /// word): a word it has is matched exactly. Typesense does the same by default (its
+    /// `typo_tokens_threshold` is one), and it saves walking the term dictionaries with a
+    /// Levenshtein automaton, the costliest part of a query. The caller searches again with
+    /// `Always` when that finds nothing.
+    WhenUnknown,
+    Always,
+}
+
 /// Builds queries for one index (its fields and analyzer).
 pub(crate) struct QueryBuilder<'a> {
     pub fields: Fields,
+    /// The point-in-time view whose dictionaries say which words exist.
+    pub searcher: &'a Searcher,
+    pub mode: TypoMode,
+    /// Set when some word was matched exactly where its length allowed typos.
+    pub skipped_typos: bool,
     pub analyzer: TextAnalyzer,
+    /// The analyzer of the unstemmed `words` field.
+    pub raw: TextAnalyzer,
     pub typos: TypoRules,
     pub synonyms: &'a Synonyms,
 }
@@ -139,24 +162,28 @@ impl QueryBuilder<'_> {
     /// One word: itself in every field (boosted), with typos if it is long enough, as a prefix
     /// if it is being typed, or any of its synonyms. `None` if the analyzer leaves nothing of it.
     fn word(&mut self, word: &str, prefix: bool, scope: Scope) -> Option<Box<dyn Query>> {
-        let tokens = self.tokens(word);
-        if tokens.is_empty() {
+        let stems = tokens(&mut self.analyzer, word);
+        if stems.is_empty() {
             return None;
         }
+        // The same analysis without the stemmer: one raw token per stemmed one.
+        let raw = tokens(&mut self.raw, word);
         let typos = self.typos.allowed(word);
         let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         // A word the analyzer splits ("t-shirt") needs all its parts.
-        let last = tokens.len() - 1;
-        let parts: Vec<(Occur, Box<dyn Query>)> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, token)| (Occur::Must, self.token(token, typos, prefix && i == last, scope)))
-            .collect();
+        let last = stems.len() - 1;
+        let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(stems.len());
+        for (i, stem) in stems.iter().enumerate() {
+            let raw = raw.get(i).map_or(stem.as_str(), String::as_str);
+            parts.push((Occur::Must, self.token(stem, raw, typos, prefix && i == last, scope)));
+        }
         alternatives.push((Occur::Should, one_or_all(parts)));
         let synonyms: Vec<String> = self.synonyms.of(word).to_vec();
         for synonym in synonyms {
-            let parts: Vec<(Occur, Box<dyn Query>)> =
-                self.tokens(&synonym).iter().map(|t| (Occur::Must, self.token(t, 0, false, scope))).collect();
+            let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for t in tokens(&mut self.analyzer, &synonym) {
+                parts.push((Occur::Must, self.token(&t, &t, 0, false, scope)));
+            }
             if !parts.is_empty() {
                 alternatives.push((Occur::Should, Box::new(BoostQuery::new(one_or_all(parts), SYNONYM))));
             }
@@ -164,35 +191,54 @@ impl QueryBuilder<'_> {
         Some(one_or_any(alternatives))
     }
 
-    /// One analyzed token in every field of the scope.
-    fn token(&self, token: &str, typos: u8, prefix: bool, scope: Scope) -> Box<dyn Query> {
+    /// One analyzed token: its stem in every field of the scope (BM25, boosted by field), and
+    /// the word as written with its typos or as a prefix in the unstemmed `words` field (once,
+    /// not per field: the automaton walks of fuzzy terms are a query's costliest part).
+    fn token(&mut self, stem: &str, raw: &str, typos: u8, prefix: bool, scope: Scope) -> Box<dyn Query> {
+        let typos = if typos > 0 && self.mode == TypoMode::WhenUnknown && self.known(stem, raw, prefix, scope) {
+            self.skipped_typos = true;
+            0
+        } else {
+            typos
+        };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (name, boost) in BOOSTS {
             if scope == Scope::Name && !matches!(name, FieldName::Name) {
                 continue;
             }
-            let term = Term::from_field_text(name.field(&self.fields), token);
-            let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+            let exact = TermQuery::new(Term::from_field_text(name.field(&self.fields), stem), IndexRecordOption::WithFreqs);
             clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
-            if typos > 0 {
-                let fuzzy = FuzzyTermQuery::new(term.clone(), typos, true);
-                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * INEXACT))));
-            }
-            if prefix {
-                let started = FuzzyTermQuery::new_prefix(term, typos, true);
-                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(started), boost * INEXACT))));
-            }
+        }
+        let near = BOOSTS[0].1 * INEXACT;
+        let written = Term::from_field_text(self.fields.words, raw);
+        if prefix {
+            // A prefix (with its typos) also matches the whole word and its near misses.
+            let started = FuzzyTermQuery::new_prefix(written, typos, true);
+            clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(started), near))));
+        } else if typos > 0 {
+            let fuzzy = FuzzyTermQuery::new(written, typos, true);
+            clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), near))));
         }
         one_or_any(clauses)
     }
 
-    fn tokens(&mut self, text: &str) -> Vec<String> {
-        let mut stream = self.analyzer.token_stream(text);
-        let mut out = Vec::new();
-        while stream.advance() {
-            out.push(stream.token().text.clone());
-        }
-        out
+    /// Whether the index has the word: as written in `words` (with `prefix`: some word starting
+    /// with it), or its stem in a field of the scope. One dictionary lookup per segment.
+    fn known(&self, stem: &str, raw: &str, prefix: bool, scope: Scope) -> bool {
+        let has = |field: Field, text: &str, prefix: bool| {
+            self.searcher.segment_readers().iter().any(|segment| {
+                let Ok(index) = segment.inverted_index(field) else { return false };
+                let terms = index.terms();
+                if prefix {
+                    let Ok(mut stream) = terms.range().ge(text.as_bytes()).into_stream() else { return false };
+                    stream.advance() && stream.key().starts_with(text.as_bytes())
+                } else {
+                    terms.get(text.as_bytes()).is_ok_and(|info| info.is_some())
+                }
+            })
+        };
+        has(self.fields.words, raw, prefix)
+            || BOOSTS.iter().any(|(name, _)| (scope == Scope::All || matches!(name, FieldName::Name)) && has(name.field(&self.fields), stem, false))
     }
 
     /// The filter clauses; they narrow the result without changing its scores.
@@ -226,23 +272,41 @@ impl QueryBuilder<'_> {
         if filters.in_stock {
             out.push(Box::new(RangeQuery::new(Bound::Included(Term::from_field_i64(f.stock, 1)), Bound::Unbounded)));
         }
+        if let Some(min) = filters.min_rating {
+            // `contains` is false for NaN too.
+            if !(0.0..=5.0).contains(&min) {
+                return Err(SearchError::bad("min_rating", "must be 0 to 5"));
+            }
+            out.push(Box::new(RangeQuery::new(Bound::Included(Term::from_field_f64(f.rating, min)), Bound::Unbounded)));
+        }
         Ok(out)
     }
 
     /// Text and filters together: filters score nothing, so relevance is the text's alone.
-    pub fn full(&mut self, text: &str, filters: &Filters, scope: Scope) -> Result<Box<dyn Query>, SearchError> {
+    /// The bool says whether the text had a searchable word.
+    pub fn full(&mut self, text: &str, filters: &Filters, scope: Scope) -> Result<(Box<dyn Query>, bool), SearchError> {
         let text = self.text(text, scope)?;
+        let has_text = text.is_some();
         let filters = self.filters(filters)?;
         if filters.is_empty() {
-            return Ok(text.unwrap_or_else(|| Box::new(AllQuery)));
+            return Ok((text.unwrap_or_else(|| Box::new(AllQuery)), has_text));
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         clauses.push((Occur::Must, text.unwrap_or_else(|| Box::new(AllQuery))));
         for filter in filters {
             clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))));
         }
-        Ok(Box::new(BooleanQuery::new(clauses)))
+        Ok((Box::new(BooleanQuery::new(clauses)), has_text))
     }
+}
+
+fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+    let mut stream = analyzer.token_stream(text);
+    let mut out = Vec::new();
+    while stream.advance() {
+        out.push(stream.token().text.clone());
+    }
+    out
 }
 
 fn one_or_any(mut clauses: Vec<(Occur, Box<dyn Query>)>) -> Box<dyn Query> {

@@ -11,10 +11,16 @@ use tantivy::tokenizer::{AsciiFoldingFilter, Language, LowerCaser, RemoveLongFil
 use tantivy::{Index, TantivyDocument};
 
 /// Bump on any change to the schema or to how a product becomes a document.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: rating, rating count and creation time; the unstemmed `words` field; no positions;
+/// brands counted from a fast brand id column instead of a facet field.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// English text: split on non-alphanumerics, lowercase, fold accents, stem (plurals).
 pub const EN: &str = "shopflow_en";
+/// The same without stemming: what typos and prefixes are matched against. A stem can be far
+/// from the word a shopper misspells ("insulated" is stemmed to "insul", three edits from
+/// "insulatd"), so a typo is measured against the word as written.
+pub const RAW: &str = "shopflow_raw";
 
 /// The fields, resolved once.
 #[derive(Clone, Copy, Debug)]
@@ -26,11 +32,17 @@ pub struct Fields {
     pub category: Field,
     pub brand_id: Field,
     pub category_facet: Field,
-    pub brand_facet: Field,
     pub price: Field,
     pub currency: Field,
     pub stock: Field,
     pub units: Field,
+    /// Mean stars (absent without reviews, so a minimum-rating filter leaves those out).
+    pub rating: Field,
+    pub rating_count: Field,
+    /// Event time of `product.created`, ms since the epoch.
+    pub created_at: Field,
+    /// Name, brand and category unstemmed ([`RAW`]): typos and prefixes match here.
+    pub words: Field,
     /// A stable hash of the product id: the tie-breaker of every sort, so cursors are exact.
     pub tie: Field,
     /// A hash of everything the document holds: a reopened index re-indexes only what differs.
@@ -40,7 +52,9 @@ pub struct Fields {
 pub fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let text = |stored: bool| {
-        let indexing = TextFieldIndexing::default().set_tokenizer(EN).set_index_option(IndexRecordOption::WithFreqsAndPositions);
+        // Frequencies for BM25; no positions: no query here is a phrase (snippets re-analyse
+        // the stored text), and positions were a large share of indexing time.
+        let indexing = TextFieldIndexing::default().set_tokenizer(EN).set_index_option(IndexRecordOption::WithFreqs);
         let options = TextOptions::default().set_indexing_options(indexing);
         if stored {
             options.set_stored()
@@ -55,13 +69,21 @@ pub fn schema() -> (Schema, Fields) {
         description: b.add_text_field("description", text(true)),
         brand: b.add_text_field("brand", text(true)),
         category: b.add_text_field("category", text(true)),
-        brand_id: b.add_text_field("brand_id", STRING | STORED),
+        // Fast: brand facet counts read its column (see `facets`).
+        brand_id: b.add_text_field("brand_id", STRING | STORED | FAST),
         category_facet: b.add_facet_field("category_facet", FacetOptions::default().set_stored()),
-        brand_facet: b.add_facet_field("brand_facet", FacetOptions::default()),
         price: b.add_i64_field("price", fast_indexed.clone().set_stored()),
         currency: b.add_text_field("currency", STORED),
         stock: b.add_i64_field("stock", fast_indexed.set_stored()),
         units: b.add_u64_field("units", FAST | STORED),
+        rating: b.add_f64_field("rating", NumericOptions::default().set_indexed().set_stored()),
+        rating_count: b.add_u64_field("rating_count", STORED),
+        created_at: b.add_i64_field("created_at", FAST | STORED),
+        // Matched as a set of words (fuzzy and prefix scores are constant): no frequencies.
+        words: b.add_text_field(
+            "words",
+            TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer(RAW).set_index_option(IndexRecordOption::Basic)),
+        ),
         tie: b.add_u64_field("tie", FAST),
         content: b.add_u64_field("content", FAST),
     };
@@ -70,13 +92,21 @@ pub fn schema() -> (Schema, Fields) {
 
 /// Registers the tokenizers the schema names; needed on every opened index.
 pub fn register_tokenizers(index: &Index) {
-    let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+    index.tokenizers().register(EN, english());
+    index.tokenizers().register(RAW, raw());
+}
+
+pub fn english() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
         .filter(Stemmer::new(Language::English))
-        .build();
-    index.tokenizers().register(EN, analyzer);
+        .build()
+}
+
+pub fn raw() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser).filter(AsciiFoldingFilter).build()
 }
 
 /// The category as a facet path: a category named `Electronics > Audio` (or `Electronics/Audio`)
@@ -125,16 +155,25 @@ pub fn document(fields: &Fields, row: &ProductRow, top: Option<&TopSellerRow>) -
     doc.add_text(fields.id, row.product_id.as_str());
     doc.add_text(fields.name, &row.name);
     doc.add_text(fields.description, &row.description);
-    doc.add_text(fields.brand, row.brand_name.as_deref().unwrap_or(row.brand_id.as_str()));
+    let brand = row.brand_name.as_deref().unwrap_or(row.brand_id.as_str());
+    doc.add_text(fields.brand, brand);
     let category = category_path(row);
-    doc.add_text(fields.category, category.to_path().join(" "));
+    let category_words = category.to_path().join(" ");
+    doc.add_text(fields.words, &row.name);
+    doc.add_text(fields.words, brand);
+    doc.add_text(fields.words, &category_words);
+    doc.add_text(fields.category, category_words);
     doc.add_text(fields.brand_id, row.brand_id.as_str());
     doc.add_facet(fields.category_facet, category);
-    doc.add_facet(fields.brand_facet, Facet::from_path([row.brand_id.as_str()]));
     doc.add_i64(fields.price, row.price.amount_minor);
     doc.add_text(fields.currency, row.price.currency.as_str());
     doc.add_i64(fields.stock, row.stock);
     doc.add_u64(fields.units, units);
+    if let Some(stars) = row.rating_avg {
+        doc.add_f64(fields.rating, stars.get());
+    }
+    doc.add_u64(fields.rating_count, u64::from(row.rating_count));
+    doc.add_i64(fields.created_at, row.created_at);
     doc.add_u64(fields.tie, stable_hash(row.product_id.as_str()));
     doc.add_u64(fields.content, content_hash(row, units));
     doc

@@ -9,6 +9,7 @@ use tantivy::schema::{Facet, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Searcher, SegmentReader, TantivyDocument};
 
+use crate::facets::ValueCounts;
 use crate::query::Filters;
 use crate::schema::{parse_category, Fields};
 use crate::SearchError;
@@ -25,6 +26,8 @@ pub enum Sort {
     PriceDesc,
     /// Top sellers first (units sold, from the top-sellers view).
     Popularity,
+    /// Most recently created first.
+    Newest,
 }
 
 impl std::str::FromStr for Sort {
@@ -35,7 +38,8 @@ impl std::str::FromStr for Sort {
             "price_asc" => Sort::PriceAsc,
             "price_desc" => Sort::PriceDesc,
             "popularity" => Sort::Popularity,
-            _ => return Err(SearchError::bad("sort", "must be relevance, price_asc, price_desc or popularity")),
+            "newest" => Sort::Newest,
+            _ => return Err(SearchError::bad("sort", "must be relevance, price_asc, price_desc, popularity or newest")),
         })
     }
 }
@@ -46,7 +50,7 @@ impl Sort {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SearchRequest {
     pub text: String,
     pub filters: Filters,
@@ -55,6 +59,9 @@ pub struct SearchRequest {
     pub limit: usize,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
+    /// Count matches per category and brand. Only when asked: it reads the facet columns of
+    /// every match, which for a broad word is thousands of products.
+    pub facets: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,7 +72,9 @@ pub struct SearchResults {
     pub hits: Vec<Hit>,
     /// `None` on the last page.
     pub next_cursor: Option<String>,
-    pub facets: FacetCounts,
+    /// Only when the request asked for facets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facets: Option<FacetCounts>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +91,12 @@ pub struct Hit {
     pub stock: i64,
     /// Units sold (top-sellers view).
     pub units_sold: u64,
+    /// Mean stars of its reviews; absent before the first review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating_avg: Option<f64>,
+    pub rating_count: u32,
+    /// When it was created (ms since the Unix epoch).
+    pub created_at: i64,
     /// BM25 with field boosts; 0 for a search without text.
     pub score: f32,
     pub highlight: Highlight,
@@ -164,12 +179,15 @@ pub(crate) fn run(
         let tie = fast.u64("tie").expect("schema has tie").first_or_default_col(0);
         let price = fast.i64("price").expect("schema has price").first_or_default_col(0);
         let units = fast.u64("units").expect("schema has units").first_or_default_col(0);
+        let created = fast.i64("created_at").expect("schema has created_at").first_or_default_col(0);
         move |doc, score| {
             let primary = match sort {
                 Sort::Relevance => f64::from(score),
                 Sort::PriceAsc => -(price.get_val(doc) as f64),
                 Sort::PriceDesc => price.get_val(doc) as f64,
                 Sort::Popularity => units.get_val(doc) as f64,
+                // Milliseconds fit an f64 exactly (below 2^53), so cursors stay exact.
+                Sort::Newest => created.get_val(doc) as f64,
             };
             let key: Key = (primary, tie.get_val(doc));
             match after {
@@ -182,11 +200,12 @@ pub(crate) fn run(
         Some(path) => parse_category(path).unwrap_or_else(Facet::root),
         None => Facet::root(),
     };
-    let mut categories = FacetCollector::for_field("category_facet");
-    categories.add_facet(category_root.clone());
-    let mut brands = FacetCollector::for_field("brand_facet");
-    brands.add_facet(Facet::root());
-    let (total, top, category_counts, brand_counts) = searcher.search(query, &(Count, ordered, categories, brands))?;
+    let facets = request.facets.then(|| {
+        let mut categories = FacetCollector::for_field("category_facet");
+        categories.add_facet(category_root.clone());
+        (categories, ValueCounts { field: "brand_id" })
+    });
+    let (total, top, facet_counts) = searcher.search(query, &(Count, ordered, facets))?;
 
     let mut top: Vec<(Key, DocAddress)> = top.into_iter().filter(|(key, _)| *key != BEFORE_CURSOR).collect();
     let next_cursor = if top.len() > request.limit {
@@ -195,10 +214,17 @@ pub(crate) fn run(
     } else {
         None
     };
-    let mut name_snippets = SnippetGenerator::create(searcher, query, fields.name)?;
-    name_snippets.set_max_num_chars(200);
-    let mut description_snippets = SnippetGenerator::create(searcher, query, fields.description)?;
-    description_snippets.set_max_num_chars(160);
+    // Snippets only for a search with text (without, nothing is highlighted) and only once
+    // there are hits: the generators look up every query term in every segment.
+    let snippets = if has_text && !top.is_empty() {
+        let mut name = SnippetGenerator::create(searcher, query, fields.name)?;
+        name.set_max_num_chars(200);
+        let mut description = SnippetGenerator::create(searcher, query, fields.description)?;
+        description.set_max_num_chars(160);
+        Some((name, description))
+    } else {
+        None
+    };
     let mut hits = Vec::with_capacity(top.len());
     for (key, address) in top {
         let doc: TantivyDocument = searcher.doc(address)?;
@@ -206,21 +232,23 @@ pub(crate) fn run(
         if has_text && sort == Sort::Relevance {
             hit.score = key.0 as f32;
         }
-        hit.highlight = Highlight {
-            name: highlighted(&name_snippets, &doc, &hit.name),
-            description: highlighted(&description_snippets, &doc, &hit.description),
+        hit.highlight = match &snippets {
+            Some((name, description)) => {
+                Highlight { name: highlighted(name, &doc, &hit.name), description: highlighted(description, &doc, &hit.description) }
+            }
+            None => Highlight { name: escaped_start(&hit.name), description: escaped_start(&hit.description) },
         };
         hits.push(hit);
     }
-    let facets = FacetCounts {
-        category: counts(category_counts.get(category_root)),
-        brand: counts(brand_counts.get(Facet::root())),
-    };
+    let facets = facet_counts.map(|(categories, brands)| FacetCounts {
+        category: counts(categories.get(category_root).map(|(facet, count)| (facet_path(facet), count))),
+        brand: counts(brands.into_iter()),
+    });
     Ok(SearchResults { total, hits, next_cursor, facets })
 }
 
-fn counts<'a>(children: impl Iterator<Item = (&'a Facet, u64)>) -> Vec<FacetCount> {
-    let mut out: Vec<FacetCount> = children.map(|(facet, count)| FacetCount { value: facet_path(facet), count }).collect();
+fn counts(values: impl Iterator<Item = (String, u64)>) -> Vec<FacetCount> {
+    let mut out: Vec<FacetCount> = values.map(|(value, count)| FacetCount { value, count }).collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
     out
 }
@@ -233,12 +261,16 @@ fn facet_path(facet: &Facet) -> String {
 fn highlighted(generator: &SnippetGenerator, doc: &TantivyDocument, text: &str) -> String {
     let mut snippet = generator.snippet_from_doc(doc);
     if snippet.is_empty() || snippet.highlighted().is_empty() {
-        let mut start: String = text.chars().take(160).collect();
-        start = start.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
-        return start;
+        return escaped_start(text);
     }
     snippet.set_snippet_prefix_postfix("<em>", "</em>");
     snippet.to_html()
+}
+
+/// The start of a text, HTML-escaped: the "snippet" of a text with nothing to highlight.
+fn escaped_start(text: &str) -> String {
+    let start: String = text.chars().take(160).collect();
+    start.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn hit(fields: &Fields, doc: &TantivyDocument) -> Hit {
@@ -257,6 +289,9 @@ fn hit(fields: &Fields, doc: &TantivyDocument) -> Hit {
         },
         stock: doc.get_first(fields.stock).and_then(|v| v.as_i64()).unwrap_or_default(),
         units_sold: doc.get_first(fields.units).and_then(|v| v.as_u64()).unwrap_or_default(),
+        rating_avg: doc.get_first(fields.rating).and_then(|v| v.as_f64()),
+        rating_count: doc.get_first(fields.rating_count).and_then(|v| v.as_u64()).map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)),
+        created_at: doc.get_first(fields.created_at).and_then(|v| v.as_i64()).unwrap_or_default(),
         score: 0.0,
         highlight: Highlight { name: String::new(), description: String::new() },
     }
@@ -279,6 +314,7 @@ mod tests {
     #[test]
     fn sorts_parse_from_their_names_only() {
         assert_eq!("price_desc".parse::<Sort>().unwrap(), Sort::PriceDesc);
+        assert_eq!("newest".parse::<Sort>().unwrap(), Sort::Newest);
         assert!("PRICE".parse::<Sort>().is_err());
     }
 }

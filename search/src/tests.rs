@@ -24,6 +24,9 @@ fn row(id: &str, name: &str, description: &str, category: &str, brand: &str, pri
         supplier_id: "sup".into(),
         supplier_name: None,
         stock: 0,
+        created_at: 0,
+        rating_avg: None,
+        rating_count: 0,
     }
 }
 
@@ -164,14 +167,104 @@ async fn filters_narrow_and_facets_count_what_matches() {
     f.apply(vec![ViewUpdate::Stock { key: ("p4".into(), "w".into()), row: Some(stock) }]).await;
     assert_eq!(filtered(&f, Filters { in_stock: true, ..Default::default() }), ["p4"]);
 
-    let all = f.search(SearchRequest { limit: 1, ..Default::default() });
+    let all = f.search(SearchRequest { limit: 1, facets: true, ..Default::default() });
     assert_eq!(all.total, 7);
+    let facets = all.facets.expect("asked for");
     let count = |counts: &[FacetCount], value: &str| counts.iter().find(|c| c.value == value).map(|c| c.count);
-    assert_eq!(count(&all.facets.category, "Kitchen"), Some(3));
-    assert_eq!(count(&all.facets.category, "Electronics"), Some(2));
-    assert_eq!(count(&all.facets.brand, "acme"), Some(2));
-    let kitchen = f.search(SearchRequest { filters: Filters { category: Some("Kitchen".into()), ..Default::default() }, limit: 1, ..Default::default() });
-    assert_eq!(kitchen.facets.category.iter().map(|c| (c.value.as_str(), c.count)).collect::<Vec<_>>(), [("Kitchen/Appliances", 2), ("Kitchen/Tableware", 1)]);
+    assert_eq!(count(&facets.category, "Kitchen"), Some(3));
+    assert_eq!(count(&facets.category, "Electronics"), Some(2));
+    assert_eq!(count(&facets.brand, "acme"), Some(2));
+    let kitchen =
+        f.search(SearchRequest { filters: Filters { category: Some("Kitchen".into()), ..Default::default() }, limit: 1, facets: true, ..Default::default() });
+    let categories = kitchen.facets.expect("asked for").category;
+    assert_eq!(categories.iter().map(|c| (c.value.as_str(), c.count)).collect::<Vec<_>>(), [("Kitchen/Appliances", 2), ("Kitchen/Tableware", 1)]);
+    assert!(f.search(SearchRequest { limit: 1, ..Default::default() }).facets.is_none(), "not counted unless asked");
+}
+
+#[tokio::test]
+async fn a_minimum_rating_keeps_products_rated_at_least_that() {
+    let mut f = Fixture::new();
+    let rated = |mut row: ProductRow, sum: u64, count: u32| {
+        row.rating_avg = shopflow_views::Stars::mean(sum, count);
+        row.rating_count = count;
+        row
+    };
+    let rows = catalog();
+    f.load(vec![rated(rows[0].clone(), 9, 2), rated(rows[1].clone(), 4, 1), rated(rows[2].clone(), 14, 3), rows[3].clone()]).await;
+    let at_least = |f: &Fixture, min: f64| {
+        let filters = Filters { min_rating: Some(min), ..Default::default() };
+        sorted(f.search(SearchRequest { filters, limit: 20, ..Default::default() }).hits.into_iter().map(|h| h.id).collect())
+    };
+    assert_eq!(at_least(&f, 4.5), ["p1", "p3"], "4.5 and 4.67");
+    assert_eq!(at_least(&f, 4.0), ["p1", "p2", "p3"], "the bound is inclusive");
+    assert_eq!(at_least(&f, 0.0), ["p1", "p2", "p3"], "never reviewed is not rated zero: it is left out");
+    assert!(at_least(&f, 5.0).is_empty());
+    let hit = f.search(SearchRequest { text: "headphones ".into(), limit: 1, ..Default::default() }).hits.remove(0);
+    assert_eq!((hit.rating_avg, hit.rating_count), (Some(4.67), 3));
+    for bad in [-0.5, 5.5, f64::NAN] {
+        let filters = Filters { min_rating: Some(bad), ..Default::default() };
+        let result = f.index.search(&SearchRequest { filters, limit: 5, ..Default::default() });
+        assert!(matches!(result, Err(SearchError::BadRequest { field: "min_rating", .. })), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn newest_sorts_by_creation_time_with_exact_cursors() {
+    let mut f = Fixture::new();
+    // Created one second apart, p7 last; p3 and p4 at the same millisecond (the id hash breaks the tie).
+    let rows: Vec<ProductRow> = catalog()
+        .into_iter()
+        .zip([0, 1_000, 2_000, 2_000, 3_000, 4_000, 5_000])
+        .map(|(mut row, after)| {
+            row.created_at = 1_764_000_000_000 + after;
+            row
+        })
+        .collect();
+    let mut expected: Vec<(i64, String)> = rows.iter().map(|r| (r.created_at, r.product_id.to_string())).collect();
+    f.load(rows).await;
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = f.search(SearchRequest { sort: Sort::Newest, limit: 2, cursor: cursor.clone(), ..Default::default() });
+        seen.extend(page.hits.into_iter().map(|h| (h.created_at, h.id)));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7, "every product once: {seen:?}");
+    expected.sort_by_key(|e| std::cmp::Reverse(e.0));
+    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), expected.iter().map(|e| e.0).collect::<Vec<_>>(), "newest first");
+    assert_eq!(seen[0].1, "p7");
+}
+
+#[tokio::test]
+async fn a_typo_is_measured_against_the_word_as_written_not_its_stem() {
+    let mut f = Fixture::new();
+    f.load(vec![
+        row("i", "Insulated Travel Mug", "Keeps coffee hot.", "Kitchen", "Acme", 1999),
+        row("c", "Ceramic Travel Mug", "Dishwasher safe.", "Kitchen", "Acme", 1299),
+    ])
+    .await;
+    // "insulated" is indexed as the stem "insul": three edits from "insulatd".
+    assert_eq!(f.ids("insulatd mug "), ["i"]);
+    assert_eq!(f.ids("travel insulat"), ["i"], "a prefix of the word, longer than its stem");
+    assert_eq!(f.ids("insulated mug ")[0], "i");
+}
+
+#[tokio::test]
+async fn a_word_the_index_has_is_matched_exactly_and_near_words_only_when_that_finds_nothing() {
+    let mut f = Fixture::new();
+    f.load(vec![
+        row("exact", "Speaker Cable", "For any hifi.", "Audio", "Acme", 999),
+        row("plural", "Speakers Stand", "Holds two.", "Audio", "Acme", 999),
+        row("typo", "Spaeker Grill", "A misspelt listing.", "Audio", "Acme", 999),
+    ])
+    .await;
+    assert_eq!(sorted(f.ids("speaker ")), ["exact", "plural"], "a known word is not widened to its near misses");
+    assert_eq!(sorted(f.ids("speker ")), ["exact", "typo"], "an unknown one is (typos count against the word as written)");
+    assert_eq!(f.ids("grill speaker "), ["typo"], "nothing exact: searched again with typos");
+    assert_eq!(sorted(f.ids("speak")), ["exact", "plural"], "a prefix the index has is not widened either");
 }
 
 #[tokio::test]

@@ -12,8 +12,10 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use shopflow_events::Event;
-use shopflow_views::{ProductRow, TopSellerRow, ViewUpdate, Views};
+use shopflow_events::types::ReviewPosted;
+use shopflow_events::{Envelope, Event, Id};
+use shopflow_ingest::{EventLog, OutRecord};
+use shopflow_views::{ProductRow, Stars, TopSellerRow, ViewUpdate, Views};
 use support::*;
 use tokio::sync::mpsc;
 
@@ -30,12 +32,36 @@ fn run_pipeline(app: &mut TestApp) -> mpsc::UnboundedReceiver<Appended> {
     let views = app.views.clone();
     tokio::spawn(async move {
         let mut covered = HashMap::new();
+        let mut stars: HashMap<(Id, Id), u8> = HashMap::new();
         while let Some(record) = appended.recv().await {
+            if let Event::ReviewPosted(review) = &record.envelope.event {
+                rate(&views, &mut stars, review);
+            }
             apply_like_pipeline(&views, &record, &mut covered);
             let _ = seen.send(record);
         }
     });
     records
+}
+
+/// The catalog fold's rating, for the stand-in: each review id counts once, with its latest stars.
+fn rate(views: &Views, stars: &mut HashMap<(Id, Id), u8>, review: &ReviewPosted) {
+    stars.insert((review.product_id.clone(), review.review_id.clone()), review.rating);
+    let Some(mut row) = views.products.get(&review.product_id) else { return };
+    let of_product: Vec<u64> = stars.iter().filter(|((p, _), _)| *p == review.product_id).map(|(_, s)| u64::from(*s)).collect();
+    row.rating_count = of_product.len() as u32;
+    row.rating_avg = Stars::mean(of_product.iter().sum(), row.rating_count);
+    views.apply([ViewUpdate::Product { key: review.product_id.clone(), row: Some(row) }]);
+}
+
+/// Posts a review the way a reviews service would: an event on the catalog topic. Returns its
+/// consistency token.
+async fn review(app: &TestApp, product: &str, review: &str, rating: u8) -> Result<String> {
+    let event = Event::ReviewPosted(ReviewPosted { review_id: review.into(), product_id: product.into(), user_id: "u-1".into(), rating, text: String::new() });
+    let envelope = Envelope::new(event);
+    let record = OutRecord::keyed(envelope.topic().name(), envelope.key().as_str().as_bytes().to_vec(), envelope.to_json());
+    let position = app.log.append(vec![record]).await?.pop().context("a position")?;
+    Ok(format!("{}:{}:{}", position.topic, position.partition, position.offset))
 }
 
 /// Makes the app ready (the views report progress; the index syncs) and waits for it.
@@ -242,6 +268,78 @@ async fn every_filter_and_sort_and_cursor_pages() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_minimum_rating_filters_on_the_reviews_folded_into_the_catalog() -> Result<()> {
+    let mut app = spawn_app().await;
+    ready(&app).await?;
+    let _records = run_pipeline(&mut app);
+    shop(&app).await?;
+    // p1: 5 and 4 (4.5); p2: 3; p3: 5, 5 and 2 (4.0); p4: 1, then the same review edited to 5.
+    let mut token = String::new();
+    for (product, id, stars) in [("p1", "r1", 5), ("p1", "r2", 4), ("p2", "r3", 3), ("p3", "r4", 5), ("p3", "r5", 5), ("p3", "r6", 2), ("p4", "r7", 1), ("p4", "r7", 5)] {
+        token = review(&app, product, id, stars).await?;
+    }
+    searchable(&app, &token).await?;
+    ensure!(sorted(ids(&search(&app, "min_rating=4").await?)) == ["p1", "p3", "p4"], "4 is inclusive; an edited review counts once");
+    ensure!(sorted(ids(&search(&app, "min_rating=4.5").await?)) == ["p1", "p4"]);
+    ensure!(sorted(ids(&search(&app, "min_rating=0").await?)) == ["p1", "p2", "p3", "p4"], "unreviewed products are left out");
+    ensure!(ids(&search(&app, "q=kettle&min_rating=4").await?) == ["p1"], "with text");
+    let rated = search(&app, "q=teapot").await?;
+    ensure!(rated["hits"][0]["rating_avg"] == 3.0 && rated["hits"][0]["rating_count"] == 1, "{rated}");
+    let edited = search(&app, "q=speaker").await?;
+    ensure!(edited["hits"][0]["rating_avg"] == 5.0 && edited["hits"][0]["rating_count"] == 1, "{edited}");
+    let unrated = search(&app, "q=sofa").await?;
+    ensure!(unrated["hits"][0].get("rating_avg").is_none() && unrated["hits"][0]["rating_count"] == 0, "{unrated}");
+    // The catalog's own endpoint shows the same columns.
+    let product: Value = app.client.get(app.url("/api/v1/products/p3")).send().await?.json().await?;
+    ensure!(product["rating_avg"] == 4.0 && product["rating_count"] == 3, "{product}");
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn newest_lists_by_creation_time_as_a_scan_of_the_catalog_would() -> Result<()> {
+    let mut app = spawn_app().await;
+    ready(&app).await?;
+    let _records = run_pipeline(&mut app);
+    let token = shop(&app).await?;
+    searchable(&app, &token).await?;
+    let extra = create(&app, "p8", "Oak Kettle Stand", "", "kitchen", "acme", 999).await?;
+    searchable(&app, &extra).await?;
+    // The scan: creation times from the catalog view (products created in one millisecond
+    // tie; the index breaks ties by id hash, so only the times' order is compared).
+    let mut scan: Vec<(i64, String)> = Vec::new();
+    let page: Value = app.client.get(app.url("/api/v1/products?limit=50")).send().await?.json().await?;
+    for item in page["items"].as_array().context("items")? {
+        scan.push((item["created_at"].as_i64().context("created_at")?, item["product_id"].as_str().context("id")?.to_owned()));
+    }
+    ensure!(scan.len() == 8 && scan.iter().all(|(t, _)| *t > 0), "{scan:?}");
+    let created: HashMap<String, i64> = scan.iter().map(|(t, id)| (id.clone(), *t)).collect();
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let page = search(&app, &format!("sort=newest&limit=3{after}")).await?;
+        for hit in page["hits"].as_array().context("hits")? {
+            let id = hit["id"].as_str().context("id")?.to_owned();
+            ensure!(hit["created_at"].as_i64() == created.get(&id).copied(), "{hit}");
+            seen.push((hit["created_at"].as_i64().unwrap_or(0), id));
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    scan.sort_by(|a, b| b.0.cmp(&a.0));
+    ensure!(seen.iter().map(|s| s.0).collect::<Vec<_>>() == scan.iter().map(|s| s.0).collect::<Vec<_>>(), "{seen:?} vs {scan:?}");
+    ensure!(sorted(seen.iter().map(|s| s.1.clone()).collect()) == sorted(scan.iter().map(|s| s.1.clone()).collect()), "every product once");
+    ensure!(seen[0].1 == "p8" || seen[0].0 == created["p8"], "the last created comes first: {seen:?}");
+    let kettles = search(&app, "q=kettle&sort=newest").await?;
+    ensure!(ids(&kettles).first().map(String::as_str) == Some("p8") || created["p8"] == created["p7"], "{kettles}");
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn facet_counts_equal_a_plain_scan_of_the_catalog_view() -> Result<()> {
     let mut app = spawn_app().await;
     ready(&app).await?;
@@ -272,10 +370,14 @@ async fn facet_counts_equal_a_plain_scan_of_the_catalog_view() -> Result<()> {
     let facets = |results: &Value, name: &str| -> BTreeMap<String, u64> {
         results["facets"][name].as_array().map(|a| a.iter().map(|c| (c["value"].as_str().unwrap_or("").to_owned(), c["count"].as_u64().unwrap_or(0))).collect()).unwrap_or_default()
     };
-    let all = search(&app, "limit=1").await?;
+    let all = search(&app, "limit=1&facets=true").await?;
     ensure!(all["total"] == 60, "{all}");
     ensure!(facets(&all, "category") == scan_categories, "{all}");
     ensure!(facets(&all, "brand") == scan_brands, "{all}");
+    // Facets count what matches: filtered, they equal the scan of that subset.
+    let kitchen = search(&app, "category=kitchen&facets=true&limit=1").await?;
+    ensure!(facets(&kitchen, "brand").values().sum::<u64>() == scan_categories["kitchen"], "{kitchen}");
+    ensure!(search(&app, "limit=1").await?.get("facets").is_none(), "only when asked");
     app.stop().await;
     Ok(())
 }
@@ -306,6 +408,7 @@ async fn hostile_input_is_answered_200_or_4xx_never_5xx() -> Result<()> {
     for bad in [
         "sort=cheapest", "limit=0", "limit=1000", "limit=-1", "price_min=x", "price_min=10&price_max=1", "cursor=%%%",
         "cursor=bm90IGEgY3Vyc29y", "in_stock=maybe", "category=%2F%2F", "user_id=%20", "consistency_token=nope",
+        "min_rating=6", "min_rating=-1", "min_rating=NaN", "min_rating=x", "facets=maybe", "sort=oldest",
     ] {
         let response = app.client.get(app.url(&format!("/api/v1/products/search?{bad}"))).send().await?;
         let status = response.status();

@@ -19,7 +19,7 @@ mod table;
 
 pub use progress::{Progress, ProgressReport, WaitError};
 pub use registry::{ViewKey, ViewRowType};
-pub use rows::{AccountRow, AddressRow, SessionRow, SynonymsRow, InteractionRow, ProductRow, PurchaseRow, RequestRow, StockRow, TopSellerRow, TrendingRow, WarehouseRow};
+pub use rows::{AccountRow, AddressRow, SessionRow, SynonymsRow, InteractionRow, ProductRow, PurchaseRow, RequestRow, Stars, StockRow, TopSellerRow, TrendingRow, WarehouseRow};
 pub use commerce::{
     utc_day, CartRow, LatestOrderRow, OrderHold, OrderRow, PaymentMethodRow, PaymentRow, RefundEntry, RevenueRow,
     StatusChange, StockAvailableRow, UserOrderRow,

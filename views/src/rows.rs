@@ -20,6 +20,60 @@ pub struct ProductRow {
     pub supplier_id: Id,
     pub supplier_name: Option<String>,
     pub stock: i64,
+    /// Event time of its `product.created`, milliseconds since the Unix epoch ("newest first").
+    /// Defaulted: changelog records written before the column existed still decode.
+    #[serde(default)]
+    pub created_at: i64,
+    /// The mean of its reviews' stars (1 to 5, to two decimals); `None` before the first review.
+    #[serde(default)]
+    pub rating_avg: Option<Stars>,
+    /// How many reviews it has (each review id counted once).
+    #[serde(default)]
+    pub rating_count: u32,
+}
+
+/// A mean of star ratings, rounded to hundredths. A number in JSON; ordered, compared and
+/// hashed by value, which rows need (the dataflow sorts and hashes them) and `f64` is not.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct Stars(f64);
+
+impl Stars {
+    /// The mean of `count` ratings adding up to `sum`; `None` without any.
+    pub fn mean(sum: u64, count: u32) -> Option<Self> {
+        (count > 0).then(|| Stars((sum as f64 / f64::from(count) * 100.0).round() / 100.0))
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl PartialEq for Stars {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+
+impl Eq for Stars {}
+
+impl PartialOrd for Stars {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Stars {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl std::hash::Hash for Stars {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
 }
 
 /// Units of one product in one warehouse.
@@ -107,6 +161,9 @@ impl ProductRow {
             supplier_id: "s".into(),
             supplier_name: None,
             stock: 0,
+            created_at: 0,
+            rating_avg: None,
+            rating_count: 0,
         }
     }
 }
@@ -266,5 +323,27 @@ impl ViewRowType for SynonymsRow {
     type Key = Id;
     fn key(&self) -> Id {
         self.set_id.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stars_are_a_rounded_mean_and_a_plain_number_in_json() {
+        assert_eq!(Stars::mean(0, 0), None);
+        assert_eq!(Stars::mean(14, 3).map(Stars::get), Some(4.67));
+        assert!(Stars::mean(5, 1) > Stars::mean(9, 2), "ordered by value");
+        let row = ProductRow { rating_avg: Stars::mean(9, 2), rating_count: 2, ..ProductRow::sample("p", "n") };
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!((json["rating_avg"].as_f64(), json["rating_count"].as_u64()), (Some(4.5), Some(2)));
+        // A row written before the columns existed still decodes.
+        let mut old = json.clone();
+        for column in ["created_at", "rating_avg", "rating_count"] {
+            old.as_object_mut().unwrap().remove(column);
+        }
+        let decoded: ProductRow = serde_json::from_value(old).unwrap();
+        assert_eq!((decoded.rating_avg, decoded.rating_count, decoded.created_at), (None, 0, 0));
     }
 }

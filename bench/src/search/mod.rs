@@ -51,11 +51,16 @@ pub struct SearchBenchArgs {
     /// Skip PostgreSQL (e.g. where it is not installed).
     #[arg(long)]
     pub no_postgres: bool,
+    /// How product names are generated (see `catalog`); with `varied`, recall is also measured
+    /// on a `uniform` catalog of the same size (tantivy only), to compare with earlier reports.
+    #[arg(long, value_enum, default_value_t = catalog::Shape::Varied)]
+    pub catalog: catalog::Shape,
 }
 
 #[derive(Serialize, Default)]
 struct Report {
     products: usize,
+    catalog: Option<catalog::Shape>,
     clients: usize,
     machine_cpus: usize,
     indexing: BTreeMap<String, f64>,
@@ -64,14 +69,19 @@ struct Report {
     queries: BTreeMap<String, BTreeMap<String, Latency>>,
     /// engine → recall@10 with and without a typo.
     recall: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Catalog → the share of known items whose query words are in the names of at most 10
+    /// products. Above that, the words alone do not tell the item from the others: recall
+    /// then rests on how ties happen to break (BM25 favours shorter names). Not a hard
+    /// ceiling, a measure of how ambiguous the catalog's names are.
+    recall_ceiling: BTreeMap<String, f64>,
 }
 
 pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
-    let mut report = Report { products: args.products, clients: args.clients, ..Default::default() };
+    let mut report = Report { products: args.products, clients: args.clients, catalog: Some(args.catalog), ..Default::default() };
     report.machine_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    eprintln!("generating {} products", args.products);
-    let catalog = Arc::new(catalog::generate(args.products, 42));
+    eprintln!("generating {} products ({:?} names)", args.products, args.catalog);
+    let catalog = Arc::new(catalog::generate(args.products, 42, args.catalog));
 
     // Indexing: the catalog view filled, then an index built from it (what a replica does at
     // start), on disk as `up` keeps it.
@@ -103,6 +113,14 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         };
         in_process.insert(class_name(*class), measure::blocking(&search, queries, args.samples, args.clients, duration));
     }
+    // What asking for facet counts costs on the broadest queries.
+    if let Some((_, broad)) = sets.iter().find(|(c, _)| *c == QueryClass::Broad) {
+        let search = {
+            let index = index.clone();
+            move |q: &str| index.search(&SearchRequest { facets: true, ..request(q) }).map(|r| r.hits.len()).unwrap_or(0)
+        };
+        in_process.insert("broad_with_facets".into(), measure::blocking(&search, broad, args.samples, args.clients, duration));
+    }
     report.queries.insert("tantivy_in_process".into(), in_process);
 
     eprintln!("tantivy through http");
@@ -115,17 +133,21 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     drop(http);
 
     // Known items: 2–3 words of a name, then the same with one typo.
-    let mut rng = StdRng::seed_from_u64(99);
-    let items: Vec<(String, String, String)> = (0..args.items)
-        .map(|_| {
-            let row = &catalog.rows[rng.gen_range(0..catalog.rows.len())];
-            let query = catalog::known_item_query(row, &mut rng);
-            let typo = catalog::with_typo(&query, &mut rng);
-            (row.product_id.to_string(), query, typo)
-        })
-        .collect();
-    let tantivy_top = |q: &str| index.search(&SearchRequest { text: q.to_owned(), limit: 10, ..Default::default() }).map(|r| r.hits.into_iter().map(|h| h.id).collect::<Vec<_>>()).unwrap_or_default();
-    report.recall.insert("tantivy".into(), recall(&items, tantivy_top));
+    let items = known_items(&catalog, args.items);
+    report.recall_ceiling.insert(class_name_of(args.catalog), ceiling(&catalog, &items));
+    report.recall.insert("tantivy".into(), recall(&items, |q| top_ids(&index, q)));
+    if args.catalog == catalog::Shape::Varied {
+        // The same measure on the earlier, uniform names, for comparison with earlier reports.
+        let uniform = catalog::generate(args.products, 42, catalog::Shape::Uniform);
+        let views = Arc::new(Views::new());
+        views.apply(uniform.rows.iter().map(|r| ViewUpdate::Product { key: r.product_id.clone(), row: Some(r.clone()) }));
+        let index = SearchIndex::open(SearchConfig::default(), views)?;
+        index.sync();
+        index.wait_synced().await;
+        let items = known_items(&uniform, args.items);
+        report.recall_ceiling.insert(class_name_of(catalog::Shape::Uniform), ceiling(&uniform, &items));
+        report.recall.insert("tantivy_uniform_catalog".into(), recall(&items, |q| top_ids(&index, q)));
+    }
 
     if !args.no_postgres {
         eprintln!("postgresql");
@@ -156,9 +178,36 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the HTTP route asks the index for: ten hits, with facets and snippets.
+/// What the HTTP route asks the index for by default: ten hits with snippets, no facets.
 fn request(text: &str) -> SearchRequest {
     SearchRequest { text: text.to_owned(), limit: 10, ..Default::default() }
+}
+
+fn top_ids(index: &SearchIndex, text: &str) -> Vec<String> {
+    index.search(&request(text)).map(|r| r.hits.into_iter().map(|h| h.id).collect()).unwrap_or_default()
+}
+
+/// (product id, 2–3 words of its name, the same with one typo), for `count` random products.
+fn known_items(catalog: &catalog::Catalog, count: usize) -> Vec<(String, String, String)> {
+    let mut rng = StdRng::seed_from_u64(99);
+    (0..count)
+        .map(|_| {
+            let row = &catalog.rows[rng.gen_range(0..catalog.rows.len())];
+            let query = catalog::known_item_query(row, &mut rng);
+            let typo = catalog::with_typo(&query, &mut rng);
+            (row.product_id.to_string(), query, typo)
+        })
+        .collect()
+}
+
+/// The share of items whose exact query words are in at most 10 products' names.
+fn ceiling(catalog: &catalog::Catalog, items: &[(String, String, String)]) -> f64 {
+    let names = catalog::NameIndex::new(catalog);
+    items.iter().filter(|(_, query, _)| names.sharing(query) <= 10).count() as f64 / items.len().max(1) as f64
+}
+
+fn class_name_of(shape: catalog::Shape) -> String {
+    serde_json::to_value(shape).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn class_name(class: QueryClass) -> String {
@@ -237,6 +286,10 @@ fn markdown(report: &Report) -> String {
     out.push_str("\n## Known-item recall@10\n\n| engine | exact words | one typo |\n|---|---|---|\n");
     for (engine, r) in &report.recall {
         out.push_str(&format!("| {engine} | {:.3} | {:.3} |\n", r["recall_at_10"], r["recall_at_10_one_typo"]));
+    }
+    out.push_str("\nShare of known items whose query words are in at most 10 names (unambiguous items; not a hard ceiling):\n\n");
+    for (catalog, share) in &report.recall_ceiling {
+        out.push_str(&format!("- {catalog}: {share:.3}\n"));
     }
     out
 }

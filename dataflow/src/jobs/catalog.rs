@@ -8,7 +8,7 @@ use differential_dataflow::lattice::Lattice;
 use timely::progress::Timestamp;
 
 use super::{left_join, BaseCollections};
-use crate::views::ProductRow;
+use crate::views::{ProductRow, Stars};
 
 pub fn build<'scope, T: Timestamp + Lattice>(inputs: &BaseCollections<'scope, T>) -> VecCollection<'scope, T, ProductRow> {
     let with_category = left_join(
@@ -38,5 +38,8 @@ pub fn build<'scope, T: Timestamp + Lattice>(inputs: &BaseCollections<'scope, T>
         // Kept current by the view layer from the stock view (see `Views::apply`), so a stock
         // movement does not re-emit the whole product row through the dataflow.
         stock: 0,
+        created_at: p.created_at,
+        rating_avg: Stars::mean(p.rating_sum, p.rating_count),
+        rating_count: p.rating_count,
     })
 }

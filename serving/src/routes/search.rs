@@ -46,8 +46,16 @@ pub struct SearchQuery {
     price_max: Option<i64>,
     #[serde(default)]
     in_stock: bool,
-    /// `relevance` (default), `price_asc`, `price_desc`, `popularity`.
+    /// Products whose mean review rating is at least this; products without reviews are left out.
+    #[param(minimum = 0, maximum = 5)]
+    min_rating: Option<f64>,
+    /// `relevance` (default), `price_asc`, `price_desc`, `popularity` (top sellers first),
+    /// `newest` (most recently created first).
     sort: Option<String>,
+    /// Count the matches per category and brand (`facets` in the answer); off by default, as
+    /// counting reads every match.
+    #[serde(default)]
+    facets: bool,
     /// Hits per page.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
@@ -70,15 +78,17 @@ pub struct SuggestQuery {
 /// Search products
 ///
 /// BM25 over name, brand, category and description (boosted in that order), English
-/// stemming, typos by word length, prefix on the last word, admins' synonyms; filters, facet
-/// counts, sorts and cursor pagination. With a consistency token it sees that write.
+/// stemming, typos by word length, prefix on the last word, admins' synonyms; filters
+/// (category, brand, price, in stock, minimum rating), facet counts when asked, sorts
+/// (relevance, price, popularity, newest) and cursor pagination. With a consistency token it
+/// sees that write.
 #[utoipa::path(
     get,
     path = "/api/v1/products/search",
     operation_id = "search_products",
     tag = "search",
     params(SearchQuery, ReadConsistency),
-    responses((status = 200, description = "One page of hits, the total and facet counts", body = SearchResults), ReadErrors)
+    responses((status = 200, description = "One page of hits, the total and (with `facets=true`) facet counts", body = SearchResults), ReadErrors)
 )]
 pub async fn search(
     State(state): State<AppState>,
@@ -95,10 +105,18 @@ pub async fn search(
         .unwrap_or_default();
     let request = SearchRequest {
         text: query.q,
-        filters: Filters { category: query.category, brands, price_min: query.price_min, price_max: query.price_max, in_stock: query.in_stock },
+        filters: Filters {
+            category: query.category,
+            brands,
+            price_min: query.price_min,
+            price_max: query.price_max,
+            in_stock: query.in_stock,
+            min_rating: query.min_rating,
+        },
         sort: query.sort.as_deref().map(str::parse).transpose().map_err(search_error)?.unwrap_or_default(),
         limit: query.limit.unwrap_or(DEFAULT_LIMIT),
         cursor: query.cursor,
+        facets: query.facets,
     };
     state.search_consistent(&read).await?;
     let index = state.search.clone();

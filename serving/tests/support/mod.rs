@@ -238,6 +238,9 @@ pub fn apply_like_pipeline(views: &Views, appended: &Appended, covered: &mut Has
                 supplier_id: p.supplier_id.clone(),
                 supplier_name: None,
                 stock: 0,
+                created_at: appended.envelope.ts,
+                rating_avg: None,
+                rating_count: 0,
             }),
         }]),
         Event::ProductUpdated(p) => {
@@ -306,6 +309,9 @@ pub fn product_row(id: &str, category: &str, brand: &str) -> ProductRow {
         supplier_id: Id::new("sup-1").unwrap(),
         supplier_name: None,
         stock: 0,
+        created_at: 0,
+        rating_avg: None,
+        rating_count: 0,
     }
 }
 
