@@ -18,7 +18,7 @@ use shopflow_events::{Event, Id, Money};
 use shopflow_views::PaymentRow;
 use utoipa::ToSchema;
 
-use super::orders::{payment_token, refused, visible_order};
+use super::orders::{invalid, payment_token, refused, visible_order};
 use crate::auth::User;
 use crate::error::{ApiError, OrderAction};
 use crate::extract::WriteJson;
@@ -101,10 +101,6 @@ impl FromRequest<AppState> for CardBody {
         };
         Ok(Self { card, write })
     }
-}
-
-fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::Validation { field: field.to_owned(), message: message.to_owned() }
 }
 
 /// Digits only, Luhn, a month, an expiry not past, a CVC of 3 or 4 digits. Messages never

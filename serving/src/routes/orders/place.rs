@@ -250,7 +250,8 @@ pub(crate) fn payment_token(state: &AppState, user: &Id, token: Option<&str>, fi
     }
 }
 
-fn invalid(field: &str, message: &str) -> ApiError {
+/// `422 validation_failed` on `field`.
+pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Validation { field: field.to_owned(), message: message.to_owned() }
 }
 
