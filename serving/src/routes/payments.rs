@@ -250,7 +250,7 @@ pub struct ProcessPayment {
     path = "/api/v1/payments/process",
     operation_id = "process_payment",
     tag = "payments",
-    params(Write),
+    params(Write, ReadConsistency),
     request_body = ProcessPayment,
     security(("bearer" = [])),
     responses(Accepted, WriteErrors, NotFound, Conflict, UserErrors)
@@ -258,8 +258,10 @@ pub struct ProcessPayment {
 pub async fn process(
     State(state): State<AppState>,
     User(caller): User,
+    read: ReadConsistency,
     WriteJson { body, write }: WriteJson<ProcessPayment>,
 ) -> Result<Accepted, ApiError> {
+    state.consistent(&read).await?;
     let order = visible_order(&state, &caller, &body.order_id)?;
     let awaiting = matches!(order.status, shopflow_events::types::OrderStatus::Pending | shopflow_events::types::OrderStatus::Reserved);
     if !awaiting || !order.payment_token.is_empty() {
@@ -321,7 +323,7 @@ pub struct RefundRequest {
     path = "/api/v1/payments/refund",
     operation_id = "refund_payment",
     tag = "payments",
-    params(Write),
+    params(Write, ReadConsistency),
     request_body = RefundRequest,
     security(("bearer" = [])),
     responses(Accepted, WriteErrors, NotFound, Conflict, UserErrors)
@@ -329,8 +331,10 @@ pub struct RefundRequest {
 pub async fn refund(
     State(state): State<AppState>,
     User(caller): User,
+    read: ReadConsistency,
     WriteJson { body, write }: WriteJson<RefundRequest>,
 ) -> Result<Accepted, ApiError> {
+    state.consistent(&read).await?;
     let order = visible_order(&state, &caller, &body.order_id)?;
     let left = refundable(&order, state.views.payments.get(&order.order_id).as_ref());
     if left <= 0 {

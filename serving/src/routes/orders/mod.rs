@@ -2,7 +2,8 @@
 //! orders, cancel, the admin's status changes and the latest orders (seed 003 query 3).
 //!
 //! The saga in the pipeline decides every order; these routes only ask. A refusal here (409)
-//! is what the view already says; whatever passes is published and decided by the pipeline
+//! is what the view already says (writes that check the view take a consistency token, so a
+//! client can name the write the check must see, such as its order's placement); whatever passes is published and decided by the pipeline
 //! in log order, which may still refuse it (a cancel racing a shipment).
 
 mod place;
@@ -142,7 +143,7 @@ pub async fn of_user(
     path = "/api/v1/orders/{id}/cancel",
     operation_id = "cancel_order",
     tag = "orders",
-    params(("id" = Id, Path, description = "Order id"), Write),
+    params(("id" = Id, Path, description = "Order id"), Write, ReadConsistency),
     security(("bearer" = [])),
     responses(Accepted, BodylessWriteErrors, NotFound, Conflict, UserErrors)
 )]
@@ -150,8 +151,10 @@ pub async fn cancel(
     State(state): State<AppState>,
     User(caller): User,
     IdPath(order_id): IdPath,
+    read: ReadConsistency,
     write: Write,
 ) -> Result<Accepted, ApiError> {
+    state.consistent(&read).await?;
     let row = visible_order(&state, &caller, &order_id)?;
     if !row.status.cancellable() {
         return Err(refused(&row, OrderAction::Cancelled));
@@ -181,7 +184,7 @@ pub struct StatusUpdate {
     path = "/api/v1/orders/{id}/status",
     operation_id = "set_order_status",
     tag = "orders",
-    params(("id" = Id, Path, description = "Order id"), Write),
+    params(("id" = Id, Path, description = "Order id"), Write, ReadConsistency),
     request_body = StatusUpdate,
     security(("bearer" = [])),
     responses(Accepted, WriteErrors, NotFound, Conflict, AdminErrors)
@@ -190,8 +193,10 @@ pub async fn set_status(
     State(state): State<AppState>,
     Admin(caller): Admin,
     IdPath(order_id): IdPath,
+    read: ReadConsistency,
     WriteJson { body, write }: WriteJson<StatusUpdate>,
 ) -> Result<Accepted, ApiError> {
+    state.consistent(&read).await?;
     let from = match body.status {
         OrderStatus::Shipped => OrderStatus::Paid,
         OrderStatus::Delivered => OrderStatus::Shipped,
