@@ -94,6 +94,17 @@ impl Application {
         self
     }
 
+    /// Tokenizes the cards of `POST /api/v1/payments/methods` through `vault` (without one
+    /// that route answers `503 payments_unavailable`):
+    ///
+    /// ```ignore
+    /// let app = Application::build(config, log, views).await?.with_card_vault(Arc::new(gateway_vault));
+    /// ```
+    pub fn with_card_vault(mut self, vault: Arc<dyn crate::vault::CardVault>) -> Self {
+        self.state.vault = Some(vault);
+        self
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -128,7 +139,14 @@ impl Application {
         });
         tracing::info!(%addr, backend = state.log.backend(), "serving http");
         // With the peer address, which the gateway's per-IP limits key on.
+        // Live streams (SSE) never end on their own: they are ended when the stop begins, so
+        // that the graceful shutdown only waits for ordinary requests.
+        let live = state.live.clone();
         let service = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let shutdown = async move {
+            shutdown.await;
+            live.close();
+        };
         let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
         poller.abort();
         upkeep.abort();

@@ -49,6 +49,38 @@ pub struct ServingConfig {
     /// after about this plus the commit).
     #[serde(with = "duration")]
     pub search_commit_interval: Duration,
+    /// Carts, orders, payments and the live (SSE) views.
+    pub commerce: CommerceConfig,
+}
+
+/// Carts, orders, payments and live views.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommerceConfig {
+    /// The payment gateway runs in test mode: orders may name its fixed test tokens
+    /// (`tok_visa`, `tok_chargeDeclined`...) besides the caller's own payment methods.
+    pub payment_test_mode: bool,
+    /// Longest `POST /orders?wait=decision|reservation` waits for the order's status before
+    /// answering with what it has.
+    #[serde(with = "duration")]
+    pub order_wait_max: Duration,
+    /// Most live streams (SSE) this process keeps open at once; one more gets
+    /// `503 too_many_streams`.
+    pub max_live_streams: usize,
+    /// How often an idle live stream sends a keep-alive comment.
+    #[serde(with = "duration")]
+    pub live_keep_alive: Duration,
+}
+
+impl Default for CommerceConfig {
+    fn default() -> Self {
+        Self {
+            payment_test_mode: true,
+            order_wait_max: Duration::from_secs(10),
+            max_live_streams: 1024,
+            live_keep_alive: Duration::from_secs(15),
+        }
+    }
 }
 
 impl Default for ServingConfig {
@@ -67,6 +99,7 @@ impl Default for ServingConfig {
             max_consistency_waiters: 1024,
             search_dir: None,
             search_commit_interval: Duration::from_millis(100),
+            commerce: CommerceConfig::default(),
         }
     }
 }
@@ -86,6 +119,7 @@ impl fmt::Debug for ServingConfig {
             .field("max_consistency_waiters", &self.max_consistency_waiters)
             .field("search_dir", &self.search_dir)
             .field("search_commit_interval", &self.search_commit_interval)
+            .field("commerce", &self.commerce)
             .finish()
     }
 }
@@ -163,6 +197,15 @@ mod tests {
         let capped: ServingConfig = serde_json::from_str(r#"{"max_consistency_waiters":2}"#).unwrap();
         assert_eq!(capped.max_consistency_waiters, 2);
         assert!(serde_json::from_str::<ServingConfig>(r#"{"bogus":1}"#).is_err());
+        assert!(config.commerce.payment_test_mode, "test mode is on by default");
+        let commerce: ServingConfig = serde_json::from_str(
+            r#"{"commerce":{"payment_test_mode":false,"order_wait_max":"2s","max_live_streams":3}}"#,
+        )
+        .unwrap();
+        assert!(!commerce.commerce.payment_test_mode);
+        assert_eq!(commerce.commerce.order_wait_max, Duration::from_secs(2));
+        assert_eq!(commerce.commerce.max_live_streams, 3);
+        assert_eq!(commerce.commerce.live_keep_alive, CommerceConfig::default().live_keep_alive);
     }
 
     #[test]

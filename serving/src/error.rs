@@ -97,8 +97,55 @@ pub enum ApiError {
     /// the same request with the same key, retried, gets the answer.
     #[error("the write is recorded but not settled yet; retry with the same Idempotency-Key")]
     IdempotencyPending,
+    /// `POST /orders` names its order by its key, so it needs one.
+    #[error("this write needs an Idempotency-Key header (the order id is derived from it)")]
+    IdempotencyKeyRequired,
+    /// The order is past the point where this can be done (shipped, delivered, decided).
+    #[error("order {order_id} is {status} and can no longer be {action}")]
+    OrderState { order_id: String, status: &'static str, action: OrderAction },
+    /// No card vault is configured in this process.
+    #[error("payment methods cannot be added right now")]
+    PaymentsUnavailable,
+    /// The vault refused the card (declined, invalid); the message never holds the number.
+    #[error("the card was refused: {0}")]
+    CardRefused(String),
+    /// As many live streams as `max_live_streams` are open already.
+    #[error("too many live streams are open (at most {limit}), retry later")]
+    TooManyStreams { limit: usize },
     #[error("internal error")]
     Internal,
+}
+
+/// What was asked of an order that its status refuses (`409`, see [`ApiError::OrderState`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderAction {
+    Cancelled,
+    Paid,
+    Refunded,
+    /// An admin's status change (`shipped`, `delivered`).
+    Moved(&'static str),
+}
+
+impl OrderAction {
+    fn refusal_code(self) -> &'static str {
+        match self {
+            OrderAction::Cancelled => "not_cancellable",
+            OrderAction::Paid => "not_payable",
+            OrderAction::Refunded => "not_refundable",
+            OrderAction::Moved(_) => "invalid_status_transition",
+        }
+    }
+}
+
+impl std::fmt::Display for OrderAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OrderAction::Cancelled => f.write_str("cancelled"),
+            OrderAction::Paid => f.write_str("paid"),
+            OrderAction::Refunded => f.write_str("refunded"),
+            OrderAction::Moved(status) => write!(f, "marked {status}"),
+        }
+    }
 }
 
 impl ApiError {
@@ -127,6 +174,10 @@ impl ApiError {
             InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyPending => StatusCode::SERVICE_UNAVAILABLE,
+            IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
+            OrderState { .. } => StatusCode::CONFLICT,
+            CardRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            PaymentsUnavailable | TooManyStreams { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -168,6 +219,11 @@ impl ApiError {
             InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             IdempotencyKeyReused => "idempotency_key_reused",
             IdempotencyPending => "idempotency_pending",
+            IdempotencyKeyRequired => "idempotency_key_required",
+            OrderState { action, .. } => action.refusal_code(),
+            PaymentsUnavailable => "payments_unavailable",
+            CardRefused(_) => "card_refused",
+            TooManyStreams { .. } => "too_many_streams",
             Internal => "internal_error",
         }
     }
@@ -231,6 +287,8 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         match self {
             ApiError::ConsistencyTimeout { .. }
+            | ApiError::PaymentsUnavailable
+            | ApiError::TooManyStreams { .. }
             | ApiError::LogUnavailable
             | ApiError::TooManyWaiters { .. }
             | ApiError::NotReady(_) => {

@@ -49,6 +49,10 @@ pub const ERROR_SCHEMA: &str = "ErrorBody";
         (name = "interactions", description = "What shoppers do besides buying"),
         (name = "accounts", description = "Registration, sessions, profiles and addresses"),
         (name = "recommendations", description = "Recommendations and rankings"),
+        (name = "cart", description = "The signed-in user's cart"),
+        (name = "orders", description = "Placing, following, cancelling and shipping orders"),
+        (name = "payments", description = "Payment methods, payments and refunds"),
+        (name = "stats", description = "Figures for admins"),
     )
 )]
 struct ApiDoc;
@@ -134,6 +138,18 @@ pub struct NotFound;
 impl IntoResponses for NotFound {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         responses(vec![("404", error("`not_found`", None))])
+    }
+}
+
+/// `409`: the order's status (as the view has it) does not allow what was asked.
+pub struct Conflict;
+
+impl IntoResponses for Conflict {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses(vec![(
+            "409",
+            error("`not_cancellable`, `not_payable`, `not_refundable` or `invalid_status_transition`", None),
+        )])
     }
 }
 

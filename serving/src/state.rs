@@ -14,6 +14,7 @@ use crate::config::ServingConfig;
 use crate::gateway::Limiters;
 use crate::lag::{EndOffsets, NotReady, NotReadyReason, Readiness};
 use crate::recommender::ModelSlot;
+use crate::vault::CardVault;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -44,6 +45,10 @@ pub struct AppState {
     pub search: Arc<SearchIndex>,
     /// Whether the index has been asked to sync with the caught-up views (once per start).
     search_sync_requested: Arc<AtomicBool>,
+    /// What the live streams (SSE) follow, and their cap.
+    pub live: Arc<crate::live::Live>,
+    /// Tokenizes cards (`POST /payments/methods`); `None`: `503 payments_unavailable`.
+    pub vault: Option<Arc<dyn CardVault>>,
 }
 
 impl AppState {
@@ -58,6 +63,7 @@ impl AppState {
         let readiness = Arc::new(Readiness::default());
         let answers = crate::idempotency::new_answer_cache();
         let search_sync_requested = Arc::new(AtomicBool::new(false));
+        let live = crate::live::Live::attach(&views, config.commerce.max_live_streams);
         Ok(Self {
             log,
             views,
@@ -71,6 +77,8 @@ impl AppState {
             limiters,
             search,
             search_sync_requested,
+            live,
+            vault: None,
         })
     }
 

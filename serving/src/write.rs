@@ -44,8 +44,14 @@ impl AppState {
     /// Validates and appends one event; `id` is what the client is told it created or changed
     /// (`None`: the event id). Not idempotent: every call is a new event.
     pub async fn publish(&self, event: Event, id: Option<String>) -> Result<Accepted, ApiError> {
+        self.publish_as(event, uuid::Uuid::now_v7(), id).await
+    }
+
+    /// [`publish`](Self::publish) under a given event id: for an entity named after the event
+    /// that creates it (a refund), whose id must be known before the event is built.
+    pub(crate) async fn publish_as(&self, event: Event, event_id: uuid::Uuid, id: Option<String>) -> Result<Accepted, ApiError> {
         event.validate()?;
-        let envelope = Envelope::new(event);
+        let envelope = Envelope { id: event_id, ..Envelope::new(event) };
         let positions = self.append(&envelope).await?;
         let token = ConsistencyToken::new(positions);
         let event_id = envelope.id.to_string();

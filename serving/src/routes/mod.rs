@@ -3,11 +3,16 @@
 //! (`Admin`, `User`; see `crate::auth`).
 
 mod auth;
+mod cart;
 mod catalog;
 mod interactions;
+mod live;
+mod orders;
+mod payments;
 pub mod products;
 mod recommend;
 mod search;
+mod stats;
 mod stock;
 mod system;
 mod top_sellers;
@@ -76,6 +81,26 @@ fn table(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(read(routes!(recommend::similar)))
         .routes(read(routes!(recommend::trending)))
         .routes(read(routes!(top_sellers::list)))
+        .routes(routes!(live::top_sellers))
+        .routes(read(routes!(stats::revenue)))
+        .routes(read(routes!(cart::get)))
+        .routes(routes!(cart::clear))
+        .routes(routes!(cart::add))
+        .routes(routes!(cart::set_item, cart::remove_item))
+        .routes(read(routes!(cart::of_user)))
+        .routes(routes!(orders::place))
+        // Static segments win over `{id}`, so `latest` and `user` are not order ids.
+        .routes(read(routes!(orders::latest)))
+        .routes(read(routes!(orders::of_user)))
+        .routes(read(routes!(orders::get)))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(orders::set_status))
+        .routes(routes!(live::order_events))
+        .routes(read(routes!(payments::methods)))
+        .routes(routes!(payments::add_method))
+        .routes(routes!(payments::process))
+        .routes(routes!(payments::refund))
+        .routes(read(routes!(payments::of_order)))
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))

@@ -97,19 +97,28 @@ pub async fn adjust(
 pub struct ProductStock {
     product_id: Id,
     warehouses: Vec<WarehouseStock>,
+    /// Units on hand over every warehouse.
     total: i64,
+    /// Of those, units held for orders not yet shipped or released.
+    held: i64,
+    /// What a new order can get: on hand minus held.
+    available: i64,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct WarehouseStock {
     warehouse_id: Id,
     warehouse_name: Option<String>,
+    /// On hand.
     quantity: i64,
+    held: i64,
+    available: i64,
 }
 
 /// Stock of a product
 ///
-/// Per warehouse and in total.
+/// Per warehouse and in total: on hand, held for orders, and available (on hand minus held,
+/// what a new order can get).
 #[utoipa::path(
     get,
     path = "/api/v1/products/{id}/stock",
@@ -132,9 +141,23 @@ pub async fn of_product(
         return Err(ApiError::NotFound { entity: "product", id: product_id.to_string() });
     }
     let total = rows.iter().map(|r| r.quantity).sum();
-    let warehouses = rows
+    // Held units per warehouse from the saga's view; a warehouse it has no row for holds none.
+    let holds: std::collections::HashMap<Id, (i64, i64)> =
+        state.views.product_available(&product_id).into_iter().map(|r| (r.warehouse_id, (r.held, r.available))).collect();
+    let warehouses: Vec<WarehouseStock> = rows
         .into_iter()
-        .map(|r| WarehouseStock { warehouse_id: r.warehouse_id, warehouse_name: r.warehouse_name, quantity: r.quantity })
+        .map(|r| {
+            let (held, available) = holds.get(&r.warehouse_id).copied().unwrap_or((0, r.quantity));
+            WarehouseStock {
+                available,
+                warehouse_id: r.warehouse_id,
+                warehouse_name: r.warehouse_name,
+                quantity: r.quantity,
+                held,
+            }
+        })
         .collect();
-    Ok(Json(ProductStock { product_id, warehouses, total }))
+    let held = warehouses.iter().map(|w| w.held).sum();
+    let available = warehouses.iter().map(|w| w.available).sum();
+    Ok(Json(ProductStock { product_id, warehouses, total, held, available }))
 }

@@ -1,5 +1,6 @@
-//! `GET /api/v1/top-sellers`: the top-sellers view ranked by units sold, globally or within
-//! one category.
+//! `GET /api/v1/top-sellers`: the top-sellers views ranked by units sold, of all time or of
+//! the last hour or day, globally or within one category. The live ranking
+//! (`/top-sellers/stream`, `routes/live.rs`) is the same [`ranking`].
 
 use axum::extract::State;
 use axum::Json;
@@ -27,6 +28,55 @@ pub struct TopSellersQuery {
     /// Only products of this category.
     #[param(value_type = Option<Id>)]
     category: Option<String>,
+    /// Units sold of all time (default), or in the last hour or day (event time).
+    #[param(inline)]
+    window: Option<Window>,
+}
+
+/// Which top-sellers view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    #[default]
+    All,
+    Hour,
+    Day,
+}
+
+/// A validated ranking request: what `/top-sellers` and its live stream share.
+pub(crate) struct RankingQuery {
+    pub window: Window,
+    pub category: Option<Id>,
+    pub limit: usize,
+}
+
+impl TopSellersQuery {
+    pub(crate) fn validate(self) -> Result<RankingQuery, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::InvalidQuery(format!("limit must be 1 to {MAX_LIMIT}")));
+        }
+        let category = query_id(self.category, "category")?;
+        Ok(RankingQuery { window: self.window.unwrap_or_default(), category, limit: limit as usize })
+    }
+}
+
+/// The ranking: most units first; ties by product id, so the order is stable between calls.
+pub(crate) fn ranking(state: &AppState, query: &RankingQuery) -> Vec<TopSellerRow> {
+    let table = match query.window {
+        Window::All => &state.views.top_sellers,
+        Window::Hour => &state.views.top_sellers_hour,
+        Window::Day => &state.views.top_sellers_day,
+    };
+    let mut items: Vec<TopSellerRow> = table
+        .snapshot()
+        .into_iter()
+        .map(|(_, row)| row)
+        .filter(|row| query.category.as_ref().is_none_or(|c| row.category_id.as_ref() == Some(c)))
+        .collect();
+    items.sort_by(|a, b| b.units.cmp(&a.units).then_with(|| a.product_id.cmp(&b.product_id)));
+    items.truncate(query.limit);
+    items
 }
 
 #[derive(Serialize, ToSchema)]
@@ -36,7 +86,8 @@ pub struct TopSellers {
 
 /// Top sellers
 ///
-/// Ranked by units sold, globally or within one category.
+/// Ranked by units sold, of all time or of the last hour or day, globally or within one
+/// category.
 #[utoipa::path(
     get,
     path = "/api/v1/top-sellers",
@@ -50,22 +101,8 @@ pub async fn list(
     ApiQuery(query): ApiQuery<TopSellersQuery>,
     read: ReadConsistency,
 ) -> Result<Json<TopSellers>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!("limit must be 1 to {MAX_LIMIT}")));
-    }
-    let category = query_id(query.category, "category")?;
+    let query = query.validate()?;
     state.consistent(&read).await?;
-    let mut items: Vec<TopSellerRow> = state
-        .views
-        .top_sellers
-        .snapshot()
-        .into_iter()
-        .map(|(_, row)| row)
-        .filter(|row| category.as_ref().is_none_or(|c| row.category_id.as_ref() == Some(c)))
-        .collect();
-    // Most units first; ties by product id, so the order is stable between calls.
-    items.sort_by(|a, b| b.units.cmp(&a.units).then_with(|| a.product_id.cmp(&b.product_id)));
-    items.truncate(limit as usize);
+    let items = ranking(&state, &query);
     Ok(Json(TopSellers { items }))
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod commerce;
 pub mod shop;
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use shopflow_events::{partition_for, Envelope, Event, Id, Money};
 use shopflow_ingest::{EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
 use shopflow_events::types::Role;
 use shopflow_serving::auth::KeyRing;
-use shopflow_serving::{AppState, Application, ModelSlot, ServingConfig};
+use shopflow_serving::{AppState, Application, Card, CardVault, ModelSlot, ServingConfig, TokenizedCard, VaultError};
 use tokio::sync::mpsc;
 
 pub const PARTITIONS: u32 = 4;
@@ -145,12 +146,42 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut ServingConfig)) -> TestApp {
-    spawn(configure, None).await
+    spawn(configure, None, None).await
 }
 
 /// An app serving recommendations from `models`, which the test promotes and rolls back.
 pub async fn spawn_app_with_models(models: Arc<ModelSlot>) -> TestApp {
-    spawn(|_| {}, Some(models)).await
+    spawn(|_| {}, Some(models), None).await
+}
+
+/// An app tokenizing cards through `vault`.
+pub async fn spawn_app_with_vault(configure: impl FnOnce(&mut ServingConfig), vault: Arc<dyn CardVault>) -> TestApp {
+    spawn(configure, None, Some(vault)).await
+}
+
+/// A card vault as a gateway's test mode has it: the token names the brand and last four
+/// digits, `4000000000000002` is declined; every call is counted.
+#[derive(Default)]
+pub struct TestVault {
+    pub calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl CardVault for TestVault {
+    async fn tokenize(&self, user: &Id, card: &Card) -> Result<TokenizedCard, VaultError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if card.number == "4000000000000002" {
+            return Err(VaultError::Refused("card_declined".into()));
+        }
+        let brand = if card.number.starts_with('4') { "visa" } else { "mastercard" };
+        Ok(TokenizedCard {
+            token: format!("tok_{brand}_{}_{user}", card.last4()),
+            last4: card.last4().to_owned(),
+            brand: brand.to_owned(),
+            exp_month: card.exp_month,
+            exp_year: card.exp_year,
+        })
+    }
 }
 
 /// The signing key of every test server: servers of one test trust each other's tokens,
@@ -182,7 +213,7 @@ pub fn token_for(config: &ServingConfig, user: &str, role: Role) -> String {
     keys.issue(&Id::new(user).unwrap(), role, &Id::generate())
 }
 
-async fn spawn(configure: impl FnOnce(&mut ServingConfig), models: Option<Arc<ModelSlot>>) -> TestApp {
+async fn spawn(configure: impl FnOnce(&mut ServingConfig), models: Option<Arc<ModelSlot>>, vault: Option<Arc<dyn CardVault>>) -> TestApp {
     let mut config = test_config();
     configure(&mut config);
     let admin_token = Some(admin_token(&config));
@@ -191,6 +222,9 @@ async fn spawn(configure: impl FnOnce(&mut ServingConfig), models: Option<Arc<Mo
     let mut app = Application::build(config, log.clone(), views.clone()).await.expect("build app");
     if let Some(models) = models {
         app = app.with_models(models);
+    }
+    if let Some(vault) = vault {
+        app = app.with_card_vault(vault);
     }
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();

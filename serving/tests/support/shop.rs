@@ -9,7 +9,7 @@ use std::sync::Arc;
 use shopflow_dataflow::pipeline::{self, PipelineConfig, PipelineHandle};
 use shopflow_events::Topic;
 use shopflow_ingest::{EmbeddedLog, EventLog, TopicSpec};
-use shopflow_serving::{Application, ServingConfig};
+use shopflow_serving::{Application, CardVault, ServingConfig};
 use shopflow_views::Views;
 use tokio::sync::oneshot;
 
@@ -22,19 +22,28 @@ pub struct RealPipeline {
     pipeline: Option<PipelineHandle>,
     replica_stop: Arc<AtomicBool>,
     replica: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    /// The temp dir of [`start`](Self::start) (none for [`start_at`](Self::start_at)).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl RealPipeline {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("open log"));
+        let mut real = Self::start_at(dir.path()).await;
+        real._dir = Some(dir);
+        real
+    }
+
+    /// The log and the pipeline's state under `dir`, reopened if they are there already (a
+    /// restart: the same views, recovered from the log and the pipeline's remap).
+    pub async fn start_at(dir: &std::path::Path) -> Self {
+        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.join("log")).expect("open log"));
         for topic in Topic::ALL {
             let partitions = if topic == Topic::Dlq { 1 } else { 4 };
             log.ensure_topic(&TopicSpec::new(topic.name(), partitions)).await.expect("topic");
         }
         let config = PipelineConfig {
-            data_dir: dir.path().join("pipeline"),
+            data_dir: dir.join("pipeline"),
             idle_tick_ms: 5,
             snapshot_interval_ms: 3_600_000,
             snapshot_on_stop: false,
@@ -53,7 +62,7 @@ impl RealPipeline {
             let (log, views, stop) = (log.clone(), replica_views.clone(), replica_stop.clone());
             tokio::task::spawn_blocking(move || shopflow_dataflow::replica::spawn(log, views, stop)).await.unwrap().expect("replica")
         };
-        Self { log, views, replica_views, pipeline: Some(pipeline), replica_stop, replica: Some(replica), _dir: dir }
+        Self { log, views, replica_views, pipeline: Some(pipeline), replica_stop, replica: Some(replica), _dir: None }
     }
 
     /// A serving configuration for these views: the test key, every source topic.
@@ -95,7 +104,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>) -> Self {
-        let app = Application::build(config, log, views).await.expect("build app");
+        Self::start_with_vault(config, log, views, None).await
+    }
+
+    /// A server tokenizing cards through `vault`, if given.
+    pub async fn start_with_vault(config: ServingConfig, log: Arc<dyn EventLog>, views: Arc<Views>, vault: Option<Arc<dyn CardVault>>) -> Self {
+        let mut app = Application::build(config, log, views).await.expect("build app");
+        if let Some(vault) = vault {
+            app = app.with_card_vault(vault);
+        }
         let base = format!("http://127.0.0.1:{}", app.port());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
