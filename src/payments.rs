@@ -189,3 +189,42 @@ impl Embedded {
         }
     }
 }
+
+/// The serving layer's card vault, on the gateway: the binary adapts one to the other so that
+/// neither crate depends on the other. Errors are built from the gateway's codes, never from
+/// the card.
+pub struct GatewayVault(shopflow_payments::GatewayClient);
+
+impl GatewayVault {
+    pub fn new(gateway_url: &str) -> anyhow::Result<Self> {
+        Ok(Self(shopflow_payments::GatewayClient::new(gateway_url, std::time::Duration::from_secs(10))?))
+    }
+}
+
+#[async_trait::async_trait]
+impl shopflow_serving::CardVault for GatewayVault {
+    async fn tokenize(
+        &self,
+        _user: &shopflow_events::Id,
+        card: &shopflow_serving::Card,
+    ) -> Result<shopflow_serving::TokenizedCard, shopflow_serving::VaultError> {
+        use shopflow_payments::gateway::api::{CardNumber, TokenizeRequest};
+        let request = TokenizeRequest {
+            number: CardNumber::new(card.number.clone()),
+            exp_month: card.exp_month,
+            exp_year: card.exp_year,
+            cvc: Some(card.cvc.clone()),
+        };
+        match self.0.tokenize(&request).await {
+            Ok(token) => Ok(shopflow_serving::TokenizedCard {
+                token: token.token,
+                last4: token.last4,
+                brand: token.brand,
+                exp_month: token.exp_month,
+                exp_year: token.exp_year,
+            }),
+            Err(error) if error.is_transient() => Err(shopflow_serving::VaultError::Unavailable("gateway unavailable".into())),
+            Err(error) => Err(shopflow_serving::VaultError::Refused(error.code().unwrap_or("card_refused").to_owned())),
+        }
+    }
+}

@@ -115,7 +115,8 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     };
     let payments = crate::payments::Embedded::start(&settings, log.clone()).await?;
     let models = watch_models(&settings);
-    let app = Application::build(settings.serving.clone(), log.clone(), views).await?.with_models(models);
+    let vault = Arc::new(crate::payments::GatewayVault::new(&payments.gateway_url())?);
+    let app = Application::build(settings.serving.clone(), log.clone(), views).await?.with_models(models).with_card_vault(vault);
     let base = format!("http://{}", app.local_addr());
     println!("\n  payment gateway (test mode): {}; e-mails go to {}", payments.gateway_url(), payments.outbox().display());
     if let Some((_, url)) = &analytics {
@@ -205,7 +206,10 @@ pub async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()
         tokio::task::spawn_blocking(move || shopflow_dataflow::replica::spawn(log, views, stop)).await??
     };
     let models = watch_models(&settings);
-    let app = Application::build(settings.serving.clone(), log, views).await?.with_models(models);
+    let mut app = Application::build(settings.serving.clone(), log, views).await?.with_models(models);
+    // Cards are tokenized by the payment gateway the worker uses, when one is configured.
+    // (Unreachable, it answers 503 payments_unavailable, as the route documents.)
+    app = app.with_card_vault(Arc::new(crate::payments::GatewayVault::new(&settings.payments.worker.gateway_url)?));
     println!("shopflow replica serving on http://{}", app.local_addr());
     app.run_until_stopped(shutdown_signal()).await?;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);

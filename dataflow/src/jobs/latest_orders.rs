@@ -28,10 +28,15 @@ pub fn build<'scope, T: Timestamp + Lattice>(
             }
         })
         .map(|(_, (_, _, row))| row);
+    // One row per (order, product): lines naming one product are summed (at the first line's
+    // price, which the order captured for all of them).
     let lines = newest.flat_map(|row| {
-        row.lines
-            .clone()
-            .into_iter()
+        let mut per_product: std::collections::BTreeMap<shopflow_events::Id, shopflow_events::types::OrderLine> = Default::default();
+        for line in &row.lines {
+            per_product.entry(line.product_id.clone()).and_modify(|l| l.quantity += line.quantity).or_insert_with(|| line.clone());
+        }
+        per_product
+            .into_values()
             .map(move |line| (line.product_id.clone(), (row.order_id.clone(), row.placed_at, row.status, row.user_id.clone(), line)))
     });
     let products = catalog.map(|p| (p.product_id.clone(), (p.name, p.brand_name, p.category_name, p.supplier_name)));

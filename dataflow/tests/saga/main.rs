@@ -128,10 +128,13 @@ impl Harness {
     /// Waits until the views passed every source record and nothing new was written meanwhile:
     /// the saga has no message left in flight.
     async fn quiesce(&mut self) {
-        loop {
+        for round in 0.. {
+            assert!(round < 1_000, "the saga did not come to rest");
             let ends = end_positions(self.log.as_ref()).await;
             let sources: Vec<Position> = ends.iter().filter(|p| p.topic != "payments" && p.offset != u64::MAX).cloned().collect();
-            self.views.progress.wait_for(&sources, Duration::from_secs(60)).await.expect("the views catch up");
+            if let Err(error) = self.views.progress.wait_for(&sources, Duration::from_secs(60)).await {
+                panic!("the views did not pass {sources:?}: {error}");
+            }
             self.answer_payment_requests().await;
             if end_positions(self.log.as_ref()).await == ends {
                 return;
@@ -211,10 +214,12 @@ async fn read_topic(log: &dyn EventLog, topic: &str) -> Vec<Vec<Vec<u8>>> {
         let mut records = Vec::new();
         if end > 0 {
             let mut reader = log.reader(&[Position::new(topic, p as u32, 0)]).unwrap();
+            let mut empty_polls = 0;
             while (records.len() as u64) < end {
-                for r in reader.poll(10_000, Duration::from_secs(5)).unwrap() {
-                    records.push(r.value.unwrap_or_default());
-                }
+                let batch = reader.poll(10_000, Duration::from_secs(1)).unwrap();
+                empty_polls = if batch.is_empty() { empty_polls + 1 } else { 0 };
+                assert!(empty_polls < 10, "{topic}/{p}: read {} of {end} records", records.len());
+                records.extend(batch.into_iter().map(|r| r.value.unwrap_or_default()));
             }
         }
         out.push(records);
@@ -244,6 +249,9 @@ async fn run(actions: Vec<Action>, workers: usize) -> Result<(), TestCaseError> 
     let config = PipelineConfig { workers, data_dir: dir.path().join("pipeline"), ..PipelineConfig::default() };
     let (l, v) = (log.clone(), views.clone());
     let handle = tokio::task::spawn_blocking(move || pipeline::start(config, l, Some(v))).await.unwrap().unwrap();
+    // A failed assertion returns early: the workers must still stop, or dropping the handle
+    // (which joins them) would wait forever.
+    let _stop = StopOnDrop(handle.stop_flag());
 
     let mut h = Harness { log: log.clone(), views: views.clone(), orders: vec![], answered: HashSet::new(), refunds_answered: HashSet::new(), last: None, clock: now() };
     let mut batch: Vec<Envelope> = Vec::new();
@@ -419,7 +427,12 @@ async fn run(actions: Vec<Action>, workers: usize) -> Result<(), TestCaseError> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 40, ..ProptestConfig::default() })]
+    // 24 random logs by default; SAGA_CASES to run more (or fewer) without editing.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SAGA_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24),
+        max_shrink_iters: std::env::var("SAGA_SHRINK").ok().and_then(|v| v.parse().ok()).unwrap_or(40),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn views_equal_a_from_scratch_recomputation_and_stock_never_goes_negative(
@@ -427,11 +440,22 @@ proptest! {
         workers in 1..=2usize,
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let workers = std::env::var("SAGA_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(workers);
+        eprintln!("saga case: {} actions, {workers} worker(s)", actions.len());
         runtime.block_on(run(actions, workers))?;
+        eprintln!("saga case done");
     }
 }
 
 /// The rows of a table snapshot, in key order.
 fn rows_of<K, V>(rows: Vec<(K, V)>) -> Vec<V> {
     rows.into_iter().map(|(_, r)| r).collect()
+}
+
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }

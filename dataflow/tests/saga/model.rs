@@ -483,7 +483,11 @@ impl Model {
             .into_iter()
             .take(kept)
             .flat_map(|o| {
-                o.lines.iter().map(move |l| LatestOrderRow {
+                let mut per_product: BTreeMap<Id, OrderLine> = BTreeMap::new();
+                for l in &o.lines {
+                    per_product.entry(l.product_id.clone()).and_modify(|x| x.quantity += l.quantity).or_insert_with(|| l.clone());
+                }
+                per_product.into_values().map(move |l| LatestOrderRow {
                     order_id: o.order_id.clone(),
                     product_id: l.product_id.clone(),
                     placed_at: o.placed_at,
