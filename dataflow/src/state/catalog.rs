@@ -155,7 +155,7 @@ mod tests {
     fn fold(state: &mut CatalogState, events: impl IntoIterator<Item = Envelope>) -> Changes {
         let mut out = Changes::default();
         for envelope in events {
-            state.apply(&Fold { weights: &W }, &envelope, &mut out);
+            state.apply(&Fold::new(&W), &envelope, &mut out);
         }
         out
     }
