@@ -83,8 +83,6 @@ async fn interactions_purchases_and_trending_follow_the_log() {
 
     // Top sellers count paid orders only: these were placed (and found no stock), never paid.
     assert!(views.top_sellers.is_empty(), "nothing was paid");
-    let o1 = views.orders.get(&Id::from("o1")).expect("the order is in the orders view");
-    assert_eq!((o1.status, o1.reason.as_str()), (OrderStatus::Rejected, "out_of_stock:kettle"));
 
     tokio::task::spawn_blocking(move || handle.stop()).await.unwrap().unwrap();
 }
