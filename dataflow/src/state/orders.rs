@@ -211,19 +211,7 @@ impl OrdersState {
     }
 
     fn request_charge(&mut self, row: &OrderRow, cause: &Envelope, out: &mut Changes) {
-        let payment = PaymentRow {
-            order_id: row.order_id.clone(),
-            user_id: row.user_id.clone(),
-            payment_id: None,
-            status: "pending".into(),
-            amount: row.total.clone(),
-            captured_minor: 0,
-            refunded_minor: 0,
-            failure_reason: String::new(),
-            authorization_code: String::new(),
-            refunds: Vec::new(),
-            updated_at: cause.ts,
-        };
+        let payment = pending_payment(row, cause.ts);
         upsert(&mut self.payments, row.order_id.clone(), Some(payment), &mut out.payments);
         out.decisions.push(decision(cause, Event::ChargeRequested(ChargeRequested {
             order_id: row.order_id.clone(),
@@ -462,19 +450,7 @@ impl OrdersState {
     }
 
     fn payment_of(&self, row: &OrderRow, ts: i64) -> PaymentRow {
-        self.payments.get(&row.order_id).cloned().unwrap_or_else(|| PaymentRow {
-            order_id: row.order_id.clone(),
-            user_id: row.user_id.clone(),
-            payment_id: None,
-            status: "pending".into(),
-            amount: row.total.clone(),
-            captured_minor: 0,
-            refunded_minor: 0,
-            failure_reason: String::new(),
-            authorization_code: String::new(),
-            refunds: Vec::new(),
-            updated_at: ts,
-        })
+        self.payments.get(&row.order_id).cloned().unwrap_or_else(|| pending_payment(row, ts))
     }
 
     /// Stores the order's row (and its entry among the newest, if it is one).
@@ -483,6 +459,24 @@ impl OrdersState {
             upsert(&mut self.recent, row.order_id.clone(), Some(row.clone()), &mut out.recent_orders);
         }
         upsert(&mut self.orders, row.order_id.clone(), Some(row), &mut out.orders);
+    }
+}
+
+/// An order's payment as it stands once its charge is requested (or an outcome arrives for
+/// one the saga has no row of).
+fn pending_payment(row: &OrderRow, ts: i64) -> PaymentRow {
+    PaymentRow {
+        order_id: row.order_id.clone(),
+        user_id: row.user_id.clone(),
+        payment_id: None,
+        status: "pending".into(),
+        amount: row.total.clone(),
+        captured_minor: 0,
+        refunded_minor: 0,
+        failure_reason: String::new(),
+        authorization_code: String::new(),
+        refunds: Vec::new(),
+        updated_at: ts,
     }
 }
 
