@@ -4,6 +4,7 @@
 
 mod admin;
 mod analytics;
+mod demo;
 mod import;
 mod models;
 mod payments;

@@ -93,7 +93,8 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     let log = shopflow_ingest::open(&settings.log).await?;
 
     let catalog_written: u64 = log.end_offsets(Topic::Catalog.name()).await?.iter().sum();
-    if catalog_written == 0 && args.demo_products > 0 {
+    let demo = catalog_written == 0 && args.demo_products > 0;
+    if demo {
         let records = shopflow_shopdata::demo::records(args.demo_products);
         let count = records.len();
         for chunk in records.chunks(1_000) {
@@ -109,6 +110,7 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
 
     let views = Arc::new(Views::new());
     let handle = start_pipeline(settings.pipeline.clone(), log.clone(), Some(views.clone())).await?;
+    let demo = demo.then(|| tokio::spawn(crate::demo::follow_up(log.clone(), views.clone(), args.demo_products)));
     let analytics = match args.analytics {
         true => Some(crate::analytics::Embedded::start(&settings, log.clone(), views.clone()).await?),
         false => None,
@@ -143,6 +145,9 @@ pub async fn up(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     });
     app.run_until_stopped(shutdown_signal()).await?;
     ready.abort();
+    if let Some(demo) = demo {
+        demo.abort();
+    }
     payments.stop().await;
     if let Some((analytics, _)) = analytics {
         analytics.stop().await;

@@ -285,3 +285,74 @@ async fn kill_9_mid_stream_then_restart_equals_a_from_scratch_replay() {
     replay.terminate();
     assert_eq!(restarted, replayed, "the restarted views differ from a from-scratch replay");
 }
+
+/// `up` on first start shows the shop in use: demo shoppers' orders end in every state a
+/// customer can see (decided by the real saga, charged by the real payment worker against the
+/// test gateway), with their payments, a cart, top sellers, revenue and the latest orders.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_starts_with_orders_in_every_state_with_payments_carts_and_rankings() {
+    use shopflow_events::types::OrderStatus;
+    use shopflow_shopdata::demo_orders::{self, Story};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let products = 30;
+    let app = Shopflow::start_http(&["up", "--data-dir", data.to_str().unwrap(), "--demo-products", &products.to_string()], dir.path()).await;
+    let demo = demo_orders::orders(products);
+    let mut seen = std::collections::BTreeSet::new();
+    for order in &demo {
+        let expected = serde_json::to_value(order.story.settles_in()).unwrap();
+        let path = format!("/api/v1/orders/{}", order.order_id);
+        // Awaited: the saga, the payment worker and the demo's follow-ups take their time.
+        let deadline = Instant::now() + DEADLINE;
+        let row = loop {
+            let (status, row) = send(reqwest::Method::GET, &app.base, &path, None).await;
+            if status == 200 && row["status"] == expected {
+                break row;
+            }
+            assert!(Instant::now() < deadline, "{} ({:?}) never reached {expected}: {status} {row}", order.order_id, order.story);
+            tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+        };
+        seen.insert(row["status"].as_str().unwrap().to_owned());
+        match order.story {
+            Story::Declined | Story::InsufficientFunds => assert!(!row["reason"].as_str().unwrap().is_empty(), "{row}"),
+            Story::OutOfStock => assert!(row["reason"].as_str().unwrap().starts_with("out_of_stock:"), "{row}"),
+            _ => {}
+        }
+        if matches!(order.story, Story::Paid | Story::Shipped | Story::Refunded | Story::PartlyRefunded) {
+            let (status, payment) = send(reqwest::Method::GET, &app.base, &format!("/api/v1/payments/{}", order.order_id), None).await;
+            assert_eq!(status, 200, "{payment}");
+            assert_eq!(payment["captured_minor"], row["total"]["amount_minor"], "{payment}");
+            let refunded = payment["refunded_minor"].as_i64().unwrap();
+            match order.story {
+                Story::Refunded => assert_eq!(refunded, payment["captured_minor"].as_i64().unwrap(), "{payment}"),
+                Story::PartlyRefunded => assert!(refunded > 0 && refunded < payment["captured_minor"].as_i64().unwrap(), "{payment}"),
+                _ => assert_eq!(refunded, 0, "{payment}"),
+            }
+        }
+    }
+    let every: Vec<String> = [
+        OrderStatus::Reserved,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Rejected,
+        OrderStatus::Cancelled,
+        OrderStatus::Expired,
+        OrderStatus::Refunded,
+    ]
+    .iter()
+    .map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_owned())
+    .collect();
+    assert!(every.iter().all(|s| seen.contains(s)), "states on show: {seen:?}");
+
+    let (status, latest) = send(reqwest::Method::GET, &app.base, "/api/v1/orders/latest", None).await;
+    assert_eq!(status, 200, "{latest}");
+    assert!(latest["items"].as_array().map_or(0, Vec::len) >= demo.len() - 1, "{latest}");
+    let (status, sellers) = send(reqwest::Method::GET, &app.base, "/api/v1/top-sellers", None).await;
+    assert_eq!(status, 200, "{sellers}");
+    assert!(!sellers["items"].as_array().unwrap().is_empty(), "paid demo orders rank: {sellers}");
+    let (status, cart) = send(reqwest::Method::GET, &app.base, "/api/v1/users/demo-user-01/cart", None).await;
+    assert_eq!(status, 200, "{cart}");
+    assert!(!cart["lines"].as_array().unwrap().is_empty(), "{cart}");
+    app.terminate();
+}

@@ -2,9 +2,9 @@
 //! brands, suppliers, warehouses, products and stock, written as ordinary events.
 
 use shopflow_events::types::{
-    CartItemChanged, NamedEntityUpserted, OrderLine, OrderPlaced, ProductCreated, ProductViewed, StockReceived, WarehouseCreated,
+    CartItemChanged, NamedEntityUpserted, ProductCreated, ProductViewed, StockReceived, WarehouseCreated,
 };
-use shopflow_events::{Envelope, Event, Id, Money};
+use shopflow_events::{Envelope, Event, Id};
 use shopflow_ingest::OutRecord;
 
 const CATEGORIES: [(&str, &str); 6] = [
@@ -52,7 +52,7 @@ pub fn events(products: usize) -> Vec<Envelope> {
             product_id: product_id.clone(),
             name,
             description,
-            price: Money::new(499 + (i as i64 * 137) % 20_000, "EUR"),
+            price: crate::demo_orders::price_of(i),
             sku: format!("SKU-{i:05}"),
             category_id: Id::from(CATEGORIES[i % CATEGORIES.len()].0),
             brand_id: Id::from(BRANDS[(i * 7) % BRANDS.len()].0),
@@ -73,7 +73,8 @@ pub fn events(products: usize) -> Vec<Envelope> {
 }
 
 /// Demo shoppers: each browses a few products of two favourite categories, with popularity
-/// skewed towards the first products of a category, and some put one in the cart or order it.
+/// skewed towards the first products of a category, and some put one in the cart or order it
+/// (the orders: [`crate::demo_orders`]).
 /// Deterministic, so the demo looks the same on every first start.
 fn shoppers(products: usize) -> Vec<Envelope> {
     let mut out = Vec::new();
@@ -82,6 +83,8 @@ fn shoppers(products: usize) -> Vec<Envelope> {
     }
     let categories = CATEGORIES.len();
     let per_category = products.div_ceil(categories);
+    // The product each ordering shopper (every third) looked at last: what they order.
+    let mut ordered = Vec::new();
     for shopper in 0..60usize {
         let user_id = Id::from(format!("demo-user-{shopper:02}").as_str());
         let favourites = [shopper % categories, (shopper * 5 + 1) % categories];
@@ -96,18 +99,11 @@ fn shoppers(products: usize) -> Vec<Envelope> {
                 out.push(Envelope::new(Event::CartItemAdded(CartItemChanged { user_id: user_id.clone(), product_id: product_id.clone(), quantity: 1 })));
             }
             if step == 11 && shopper % 3 == 0 {
-                out.push(Envelope::new(Event::OrderPlaced(OrderPlaced {
-                    order_id: Id::from(format!("demo-order-{shopper:02}").as_str()),
-                    user_id: user_id.clone(),
-                    lines: vec![OrderLine { product_id, quantity: 1, unit_price: Money::new(999, "EUR") }],
-                    address_id: Id::from("demo-address"),
-                    idempotency_key: format!("demo-{shopper}"),
-                    payment_token: "tok_visa".into(),
-                    from_cart: false,
-                })));
+                ordered.push(index);
             }
         }
     }
+    out.extend(crate::demo_orders::placements(products, |k| ordered[k]));
     out
 }
 

@@ -1,7 +1,8 @@
 //! Shop data for the demo, the benchmarks and the tests, from one place: the same event
 //! types, the same product vocabulary, the same way of turning events into log records.
 //!
-//! - [`demo`]: the small, named shop `shopflow up` loads on first start, with shoppers.
+//! - [`demo`]: the small, named shop `shopflow up` loads on first start, with shoppers;
+//!   [`demo_orders`]: their orders, in every state an order can be in.
 //! - [`workload`]: the benchmarks' catalog and Zipf-distributed stock movements.
 //! - [`activity`]: weeks of timestamped shopper activity (views, searches, carts, orders,
 //!   payments, stock moves) over the demo catalog, for the analytics dashboards.
@@ -9,6 +10,7 @@
 
 pub mod activity;
 pub mod demo;
+pub mod demo_orders;
 pub mod scenario;
 pub mod workload;
 

@@ -32,6 +32,7 @@
 //! batch is committed: at least once (a crash in between repeats them).
 
 mod redact;
+pub use redact::holds_secrets;
 pub mod request_builder;
 pub mod service;
 

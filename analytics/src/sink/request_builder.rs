@@ -208,7 +208,7 @@ impl RequestBuilder {
                 ts: envelope.ts,
                 r#type: envelope.event.type_name().to_string(),
                 key: envelope.key().as_str().to_string(),
-                payload: super::redact::payload(topic, bytes, |email| self.email_hash(email)),
+                payload: super::redact::payload(&envelope.event, bytes, |email| self.email_hash(email)),
                 log_topic: topic.name().to_string(),
                 log_partition: record.partition,
                 log_offset: record.offset,
