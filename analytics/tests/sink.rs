@@ -4,7 +4,7 @@ mod support;
 
 use shopflow_analytics::rows::*;
 use shopflow_events::types::*;
-use shopflow_events::{DeadLetter, Envelope, Event, Id, Money, Topic};
+use shopflow_events::{DeadLetter, Envelope, Event, Id, Money};
 use shopflow_ingest::{OutRecord, Position};
 use support::*;
 

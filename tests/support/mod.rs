@@ -265,3 +265,11 @@ pub async fn get_consistent_status(base: &str, path: &str, token: &str) -> (u16,
         assert!(Instant::now() < deadline, "views never reached token {token}");
     }
 }
+
+/// A customer's access token for [`TEST_KEY`] (the account must exist for writes that need
+/// it, e.g. an address).
+pub fn customer_token(user_id: &str) -> String {
+    let config = shopflow_serving::AuthConfig { key: Some(TEST_KEY.to_owned()), ..Default::default() };
+    let keys = shopflow_serving::auth::KeyRing::from_config(&config).expect("test key");
+    keys.issue(&shopflow_events::Id::from(user_id), shopflow_events::types::Role::Customer, &shopflow_events::Id::generate())
+}
