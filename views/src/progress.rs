@@ -104,6 +104,15 @@ impl Progress {
         }
     }
 
+    /// Forgets what `workers` reported: they belong to a run that is gone, and until each
+    /// reports again the frontier stays where it is (what is covered stays covered).
+    pub fn forget(&self, workers: impl IntoIterator<Item = usize>) {
+        let mut state = self.state.lock();
+        for worker in workers {
+            state.history.remove(&worker);
+        }
+    }
+
     /// A receiver that changes whenever the frontier or a covered offset advances.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()

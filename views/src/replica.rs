@@ -70,6 +70,8 @@ struct Tail {
     pending: Vec<ViewUpdate>,
     /// Topics for which a misplaced record was reported (once each).
     misplaced_reported: Vec<&'static str>,
+    /// The run generation of each worker index's latest markers (see [`Tail::marker`]).
+    generations: HashMap<usize, u64>,
 }
 
 impl Tail {
@@ -80,7 +82,15 @@ impl Tail {
             layout.insert(changelog_topic(view), TopicLayout { view, partitions: *partitions, base: slots });
             slots += *partitions as usize;
         }
-        Self { views, topics: layout, slots, shape: Shape::default(), pending: Vec::new(), misplaced_reported: Vec::new() }
+        Self {
+            views,
+            topics: layout,
+            slots,
+            shape: Shape::default(),
+            pending: Vec::new(),
+            misplaced_reported: Vec::new(),
+            generations: HashMap::new(),
+        }
     }
 
     fn flush(&mut self) {
@@ -149,6 +159,21 @@ impl Tail {
         }
         if !self.shape.admit(marker.generation, report.peers) {
             return;
+        }
+        // A restarted worker numbers its epochs afresh, possibly below where its previous run
+        // stopped, so its new markers would never pass the old run's last frontier: its
+        // reports of the earlier run are forgotten, in every partition, the first time a
+        // marker of the new run is read, and the earlier run's markers still unread in other
+        // partitions are ignored. Until the new run's marker is read in every partition, the
+        // frontier waits (an old marker does not vouch for the new run's data).
+        let known = self.generations.entry(report.worker).or_insert(marker.generation);
+        if marker.generation < *known {
+            return;
+        }
+        if marker.generation > *known {
+            *known = marker.generation;
+            let (worker, peers) = (report.worker, report.peers);
+            self.views.progress.forget((0..self.slots).map(|slot| slot * peers + worker));
         }
         // Data before a marker in the same partition must be visible before it counts.
         self.flush();
@@ -335,6 +360,32 @@ mod tests {
             Position::new("catalog", 1, 20),
             Position::new("catalog", 2, 21)
         ]));
+    }
+
+    #[test]
+    fn a_restarted_worker_whose_epochs_start_below_its_last_frontier_still_moves_the_views() {
+        let mut tail = tail();
+        round(&mut tail, 1, 0, 1, 1_000, 5);
+        assert!(tail.views.progress.has_passed(&[Position::new("catalog", 0, 4)]));
+        // The next run's clock is behind where the last one stopped.
+        tail.apply(&marker("changelog.products", 0, 7, 0, 1, 400, 6));
+        // The old run's marker read late in another partition counts for nothing now.
+        tail.apply(&marker("changelog.stock", 1, 1, 0, 1, 1_000, 5));
+        round(&mut tail, 7, 0, 1, 500, 8);
+        assert!(tail.views.progress.has_passed(&[Position::new("catalog", 0, 7)]), "the new run's offsets count");
+        assert!(!tail.views.progress.has_passed(&[Position::new("catalog", 0, 8)]));
+    }
+
+    #[test]
+    fn a_new_run_counts_only_once_its_marker_is_read_in_every_partition() {
+        let mut tail = tail();
+        round(&mut tail, 1, 0, 1, 1_000, 5);
+        for (topic, partition) in [("changelog.products", 0), ("changelog.products", 1), ("changelog.stock", 0)] {
+            tail.apply(&marker(topic, partition, 7, 0, 1, 2_000, 9));
+        }
+        assert!(!tail.views.progress.has_passed(&[Position::new("catalog", 0, 6)]), "stock partition 1 is unread");
+        tail.apply(&marker("changelog.stock", 1, 7, 0, 1, 2_000, 9));
+        assert!(tail.views.progress.has_passed(&[Position::new("catalog", 0, 8)]));
     }
 
     #[test]
