@@ -233,7 +233,7 @@ fn junit_failures(junit: &Path, outcome: &mut Outcome) {
 
 fn run_schemathesis(st: &Path, base: &str, credential: &Credential, config: &Path, dir: &Path) -> Outcome {
     let reports = dir.join(credential.name);
-    let max_examples = env_number("SHOPFLOW_FUZZ_MAX_EXAMPLES", 10);
+    let max_examples = env_number("SHOPFLOW_FUZZ_MAX_EXAMPLES", 5);
     let seed = env_number("SHOPFLOW_FUZZ_SEED", 6);
     let mut command = Command::new(st);
     command
