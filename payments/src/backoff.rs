@@ -26,6 +26,13 @@ impl Backoff {
         self.initial.checked_mul(factor).unwrap_or(self.max).min(self.max)
     }
 
+    /// A delay at the cap, jittered like the others: the pace once the attempts are used up
+    /// and the caller keeps going regardless.
+    pub fn delay_at_cap(&self) -> Duration {
+        let half = self.max / 2;
+        half + Duration::from_millis(rand::thread_rng().gen_range(0..=(self.max - half).as_millis() as u64))
+    }
+
     /// The delay before retry `retry`, or `None` when the attempts are used up (`retry` counts
     /// the attempts already failed, minus one).
     pub fn delay(&self, retry: u32) -> Option<Duration> {

@@ -56,8 +56,9 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Most records read (and outcomes appended) at once.
     pub poll_max: usize,
-    /// Retries of a transiently failing request: first delay, cap, and attempts in all; a
-    /// charge still failing after them is final (`gateway_unavailable`).
+    /// Retries of a transiently failing request: first delay, cap, and attempts with growing
+    /// delays; past them the request is retried at the cap until the gateway answers (an
+    /// unanswered charge may have been made, so it is never declared failed).
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
     pub retry_attempts: u32,

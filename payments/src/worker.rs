@@ -36,8 +36,6 @@ use crate::consume::GroupReader;
 use crate::gateway::api;
 use crate::{GatewayClient, GatewayError, PaymentsError, WorkerConfig};
 
-/// The reason of a final failure after the retry budget ran out.
-pub const GATEWAY_UNAVAILABLE: &str = "gateway_unavailable";
 
 /// The event id of the outcome of request `request_id`: the same request always gives the
 /// same id, whichever outcome it turns out to have, so the pipeline keeps at most one outcome
@@ -348,13 +346,9 @@ async fn charge(context: &Context, request: ChargeRequested) -> Option<(Kind, Ev
                 failed("gateway_protocol_error")
             }
         },
-        Err(GatewayError::Refused { code, .. }) => {
+        Err(Refusal(code)) => {
             tracing::info!(order_id, reason = %code, "charge failed");
             failed(&code)
-        }
-        Err(GatewayError::Unavailable(e)) => {
-            tracing::warn!(order_id, error = %e, "gateway still unavailable after every retry; the charge fails");
-            failed(GATEWAY_UNAVAILABLE)
         }
     }
 }
@@ -389,20 +383,22 @@ async fn refund(context: &Context, request: RefundApproved) -> Option<(Kind, Eve
                 }),
             ))
         }
-        Err(GatewayError::Refused { code, .. }) => {
+        Err(Refusal(code)) => {
             tracing::info!(order_id = %request.order_id, refund_id, reason = %code, "refund failed");
             failed(&code)
-        }
-        Err(GatewayError::Unavailable(e)) => {
-            tracing::warn!(refund_id, error = %e, "gateway still unavailable after every retry; the refund fails");
-            failed(GATEWAY_UNAVAILABLE)
         }
     }
 }
 
-/// Calls until a final answer or the attempts are used up (then the last transient error);
-/// `None` when shutdown came during a wait.
-async fn with_retries<T, F, Fut>(context: &Context, what: &'static str, key: &str, call: F) -> Option<Result<T, GatewayError>>
+/// Calls until the gateway gives a final answer; `None` when shutdown came during a wait.
+///
+/// A transient failure (no answer, a timeout, a 5xx) says nothing about whether the charge or
+/// refund was made: giving up would have to guess, and a wrong "failed" rejects an order whose
+/// money was taken. So the call is repeated, idempotent by its key, until the gateway answers:
+/// with backoff for the first `attempts`, then at the cap, with one warning when the budget
+/// runs out. Meanwhile the order's payment deadline keeps running in log time: an order that
+/// expires waiting is refunded automatically if the charge turns out to have succeeded.
+async fn with_retries<T, F, Fut>(context: &Context, what: &'static str, key: &str, call: F) -> Option<Result<T, Refusal>>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, GatewayError>>,
@@ -411,14 +407,18 @@ where
     let mut retry = 0;
     loop {
         let error = match call().await {
-            Err(e) if e.is_transient() => e,
-            answer => return Some(answer),
+            Ok(answer) => return Some(Ok(answer)),
+            Err(GatewayError::Refused { code, .. }) => return Some(Err(Refusal(code))),
+            Err(error) => error,
         };
-        let Some(delay) = context.backoff.delay(retry) else {
-            return Some(Err(error));
-        };
+        let delay = context.backoff.delay(retry).unwrap_or_else(|| {
+            if retry + 1 == context.backoff.attempts {
+                tracing::warn!(what, key, error = %error, "gateway still unavailable after the retry budget; retrying at the cap until it answers");
+            }
+            context.backoff.delay_at_cap()
+        });
         tracing::debug!(what, key, error = %error, retry, delay_ms = delay.as_millis() as u64, "transient gateway failure; retrying");
-        retry += 1;
+        retry = retry.saturating_add(1);
         if *shutdown.borrow() {
             return None;
         }
@@ -428,3 +428,6 @@ where
         }
     }
 }
+
+/// The gateway's final "no", with its code (`card_declined`, ...).
+struct Refusal(String);

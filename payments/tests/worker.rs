@@ -211,27 +211,46 @@ async fn offsets_are_committed_only_after_the_outcomes_are_durable() {
     gateway.stop().await.unwrap();
 }
 
+/// A gateway that hangs up on every request: the worker learns nothing of the charge, so it
+/// neither fails nor commits it however long it takes, and once a real gateway answers on that
+/// port the order is charged once and its success reported once.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_gateway_down_past_the_retry_budget_fails_the_charge_as_unavailable() {
+async fn a_gateway_down_past_the_retry_budget_holds_the_charge_until_it_answers_then_charges_once() {
     let log = test_log(Backend::Embedded).await;
-    // Nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = worker_config(&format!("http://127.0.0.1:{port}"));
+    let hangup = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hangup.local_addr().unwrap();
+    let (attempts_tx, mut attempts) = tokio::sync::mpsc::unbounded_channel();
+    let hanging_up = tokio::spawn(async move {
+        loop {
+            let (connection, _) = hangup.accept().await.unwrap();
+            drop(connection);
+            let _ = attempts_tx.send(());
+        }
+    });
+    let config = worker_config(&format!("http://{addr}"));
+    let budget = config.retry_attempts as usize;
     let request = charge_request("o-1", "u-1", 500, "tok_visa");
     append(log.log.as_ref(), std::slice::from_ref(&request)).await;
     let mut worker = spawn_worker(log.log.clone(), config);
+    // Twice the retry budget of unanswered attempts.
+    for _ in 0..2 * budget {
+        let attempt = tokio::time::timeout(std::time::Duration::from_secs(60), attempts.recv()).await;
+        assert!(matches!(attempt, Ok(Some(()))), "the worker stopped trying before the gateway answered");
+    }
+    assert!(read_events(&log.log, "orders").await.is_empty(), "no outcome is reported while the gateway has not answered");
+    hanging_up.abort();
+    let _ = hanging_up.await;
+
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let gateway = shopflow_payments::Gateway::start(shopflow_payments::GatewayConfig { listen: addr, data_dir: gateway_dir.path().to_path_buf(), latency_ms: 0 }).await.unwrap();
     worker.caught_up(log.log.as_ref()).await;
     worker.stop().await;
     let outcomes = read_events(&log.log, "orders").await;
     assert_eq!(outcomes.len(), 1);
-    match &outcomes[0].1.event {
-        Event::ChargeFailed(f) => {
-            assert_eq!(f.reason, shopflow_payments::worker::GATEWAY_UNAVAILABLE);
-            assert!(!f.retryable);
-        }
-        other => panic!("expected a failed charge, got {other:?}"),
-    }
+    assert!(matches!(&outcomes[0].1.event, Event::ChargeSucceeded(_)), "{:?}", outcomes[0].1.event);
     assert_eq!(outcomes[0].1.id, outcome_event_id(request.id));
+    assert_eq!(gateway.listing().charges.iter().filter(|c| c.idempotency_key == "o-1").count(), 1);
+    gateway.stop().await.unwrap();
 }
 
 /// The in-process version of the `kill -9` test (`tests/payments.rs` at the root does it to a
