@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use shopflow_events::Topic;
-use shopflow_ingest::{EventLog, KafkaLog, Position, TopicSpec};
+use shopflow_ingest::{EventLog, Position};
 use support::*;
 
 const PRODUCTS: usize = 6;
@@ -30,15 +30,6 @@ const ORDERS: usize = 240;
 const KILL_AFTER: usize = 100;
 /// Frequent snapshots: the first restart resumes from one taken mid-stream.
 const ENV: [(&str, &str); 1] = [("SHOPFLOW_PIPELINE__SNAPSHOT_INTERVAL_MS", "50")];
-
-async fn kafka_log(broker: &BrokerHandle, namespace: &str) -> Arc<dyn EventLog> {
-    let log = KafkaLog::connect(shopflow_ingest::KafkaConfig::new(broker.addr()).with_namespace(namespace)).unwrap();
-    for topic in Topic::ALL {
-        let partitions = if topic == Topic::Dlq { 1 } else { 4 };
-        log.ensure_topic(&TopicSpec::new(topic.name(), partitions)).await.unwrap();
-    }
-    Arc::new(log)
-}
 
 /// Scarce stock of a few products in two warehouses: most orders compete for the same units.
 async fn seed_catalog(base: &str) -> Vec<String> {

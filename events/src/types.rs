@@ -323,6 +323,19 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every state, in the order an order can go through them.
+    pub const ALL: [OrderStatus; 9] = [
+        OrderStatus::Pending,
+        OrderStatus::Reserved,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Rejected,
+        OrderStatus::Cancelled,
+        OrderStatus::Expired,
+        OrderStatus::Refunded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "pending",

@@ -273,3 +273,16 @@ pub fn customer_token(user_id: &str) -> String {
     let keys = shopflow_serving::auth::KeyRing::from_config(&config).expect("test key");
     keys.issue(&shopflow_events::Id::from(user_id), shopflow_events::types::Role::Customer, &shopflow_events::Id::generate())
 }
+
+/// The log of a test's namespace on the shared broker, with every topic created (4 partitions,
+/// the dead letters 1), as `up --kafka` would find it.
+pub async fn kafka_log(broker: &BrokerHandle, namespace: &str) -> std::sync::Arc<dyn shopflow_ingest::EventLog> {
+    use shopflow_events::Topic;
+    use shopflow_ingest::EventLog;
+    let log = shopflow_ingest::KafkaLog::connect(shopflow_ingest::KafkaConfig::new(broker.addr()).with_namespace(namespace)).unwrap();
+    for topic in Topic::ALL {
+        let partitions = if topic == Topic::Dlq { 1 } else { 4 };
+        log.ensure_topic(&shopflow_ingest::TopicSpec::new(topic.name(), partitions)).await.unwrap();
+    }
+    std::sync::Arc::new(log)
+}
