@@ -18,6 +18,7 @@
 //!
 //! Feature `testing` adds [`testing::kafka_broker`], a real broker for tests.
 
+mod channel;
 pub mod embedded;
 mod error;
 pub mod kafka;
@@ -27,6 +28,7 @@ mod open;
 pub mod testing;
 mod validate;
 
+pub use channel::spawn_channel_reader;
 pub use embedded::EmbeddedLog;
 pub use error::LogError;
 pub use kafka::{GroupConsumer, KafkaConfig, KafkaLog};

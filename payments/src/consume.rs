@@ -1,11 +1,10 @@
 //! Reading one topic as a consumer group, as the analytics sink does: start at the group's
-//! committed offsets, poll on a thread of its own (a `LogReader` blocks) into a bounded
-//! channel, and leave committing to the caller, after its output is durable.
+//! committed offsets, poll on a thread of its own ([`shopflow_ingest::spawn_channel_reader`])
+//! into a bounded channel, and leave committing to the caller, after its output is durable.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use shopflow_ingest::{EventLog, Position, Record};
 use tokio::sync::mpsc;
@@ -42,29 +41,7 @@ impl GroupReader {
         };
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name(format!("{group}-reader"))
-            .spawn({
-                let stop = stop.clone();
-                let mut reader = reader;
-                let poll_max = poll_max.max(1);
-                move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match reader.poll(poll_max, Duration::from_millis(100)) {
-                            Ok(records) if records.is_empty() => {}
-                            Ok(records) => {
-                                if tx.blocking_send(records).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "reading the log failed; retrying");
-                                std::thread::sleep(Duration::from_millis(200));
-                            }
-                        }
-                    }
-                }
-            })
+        let thread = shopflow_ingest::spawn_channel_reader(format!("{group}-reader"), reader, tx, poll_max, stop.clone())
             .map_err(|e| PaymentsError::Stopped(format!("spawning the log reader: {e}")))?;
         Ok(Self { rx, committed, stop, thread: Some(thread) })
     }

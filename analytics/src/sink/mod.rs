@@ -280,7 +280,7 @@ impl ClickHouseSink {
 }
 
 /// The reader runs on its own thread (a `LogReader` blocks) and hands chunks over a bounded
-/// channel: when the sink stops taking them, `blocking_send` blocks and reading stops.
+/// channel: when the sink stops taking them, reading stops.
 fn spawn_reader(
     log: Arc<dyn EventLog>,
     starts: Vec<Position>,
@@ -288,25 +288,8 @@ fn spawn_reader(
     poll_max: usize,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, AnalyticsError> {
-    let mut reader = log.reader(&starts)?;
-    std::thread::Builder::new()
-        .name("analytics-reader".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match reader.poll(poll_max, Duration::from_millis(100)) {
-                    Ok(records) if records.is_empty() => {}
-                    Ok(records) => {
-                        if tx.blocking_send(records).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading the log failed; retrying");
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-            }
-        })
+    let reader = log.reader(&starts)?;
+    shopflow_ingest::spawn_channel_reader("analytics-reader".into(), reader, tx, poll_max, stop)
         .map_err(|e| AnalyticsError::Stopped(format!("spawn the log reader: {e}")))
 }
 
