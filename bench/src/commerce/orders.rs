@@ -1,0 +1,164 @@
+//! Phase `orders`: `POST /api/v1/orders?wait=decision` over HTTP at fixed rates (a short sweep
+//! up to the aim's 2,000 orders/s), against the whole shop in this process, with top-sellers
+//! freshness measured from the probe orders mixed into each run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::fresh::{self, FreshnessResult, SeenAt};
+use super::load::{self, Job};
+use super::shop::{self, probe_category, Shop, PROBES_PER_CATEGORY};
+use super::stack::Stack;
+use super::CommerceConfig;
+use crate::machine::{MachineCpu, ThreadCpu};
+use crate::pipeline::{process_cpu, Percentiles, PhaseLoad};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RateRun {
+    pub target_rate: f64,
+    pub duration_secs: f64,
+    pub requests: u64,
+    /// Requests sent ÷ time from start to the last send.
+    pub sent_rate: f64,
+    /// Answers ÷ time from start to the last answer.
+    pub answered_rate: f64,
+    /// From each request's due time (coordinated omission included), 201 and 202 answers.
+    pub latency: Percentiles,
+    /// From the actual send (without waiting for a connection).
+    pub service: Percentiles,
+    pub send_lag: Percentiles,
+    /// By HTTP status (`error`: no answer).
+    pub statuses: BTreeMap<String, u64>,
+    /// 201 by order status (and reason), 202 as `202:<status>`.
+    pub outcomes: BTreeMap<String, u64>,
+    pub error_samples: Vec<String>,
+    pub probes: u64,
+    pub freshness: FreshnessResult,
+    pub cpu_by_thread: Vec<(String, f64)>,
+    pub cpu_cores_busy: f64,
+    pub machine_load: Option<PhaseLoad>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrdersResult {
+    pub products: u64,
+    pub customers: u64,
+    pub workers: usize,
+    pub partitions: u32,
+    pub probes_per_sec: f64,
+    pub order_wait_max_ms: u64,
+    pub idle_tick_ms: u64,
+    pub deadline_check_ms: u64,
+    pub runs: Vec<RateRun>,
+}
+
+pub(crate) async fn run(config: &CommerceConfig) -> anyhow::Result<OrdersResult> {
+    // Probe products for every run, each ordered once.
+    let plans: Vec<(f64, u64, u64)> = config
+        .rates
+        .iter()
+        .map(|&rate| {
+            let n = shop::requests(rate, config.duration.as_secs_f64());
+            let every = shop::probe_every(rate, config.probes_per_sec);
+            (rate, n, n.div_ceil(every))
+        })
+        .collect();
+    let probes: u64 = plans.iter().map(|p| p.2).sum();
+    let mut shop = Shop::new(config.products, probes, config.customers, 0x0de5);
+    let stack = Stack::start(&config.scratch, config.partitions, config.workers, &shop, config.timeout).await?;
+    let view_seen = SeenAt::default();
+    view_seen.follow_views(&stack.views);
+    let outcome = sweep(config, &stack, &mut shop, &plans, &view_seen).await;
+    let result = outcome.map(|runs| OrdersResult {
+        products: config.products,
+        customers: config.customers,
+        workers: config.workers,
+        partitions: config.partitions,
+        probes_per_sec: config.probes_per_sec,
+        order_wait_max_ms: stack.serving.commerce.order_wait_max.as_millis() as u64,
+        idle_tick_ms: stack.pipeline.idle_tick_ms,
+        deadline_check_ms: stack.pipeline.deadline_check_ms,
+        runs,
+    });
+    stack.stop().await?;
+    result
+}
+
+async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &[(f64, u64, u64)], view_seen: &SeenAt) -> anyhow::Result<Vec<RateRun>> {
+    let tokens = Arc::new(stack.tokens.clone());
+    let mut runs = Vec::new();
+    let mut probe_base = 0u64;
+    for (index, &(rate, requests, probes)) in plans.iter().enumerate() {
+        let every = shop::probe_every(rate, config.probes_per_sec);
+        // Built before the clock starts, so generation never delays a send.
+        let jobs: Vec<Job> = (0..requests)
+            .map(|k| {
+                let probe = (k % every == 0).then(|| probe_base + k / every);
+                let body = match probe {
+                    Some(p) => shop::probe_body(p),
+                    None => shop::order_body(&shop.lines()),
+                };
+                Job { due: shop::due(k, rate), customer: shop.customer() as usize, key: format!("bench-{index}-{k}"), body, probe }
+            })
+            .collect();
+        // One live ranking per probe category of this run, connected before the run starts.
+        let sse_seen = SeenAt::default();
+        let first_category = probe_base / PROBES_PER_CATEGORY;
+        let last_category = (probe_base + probes.max(1) - 1) / PROBES_PER_CATEGORY;
+        let streams: Vec<_> = (first_category..=last_category)
+            .map(|c| tokio::spawn(fresh::follow_stream(stack.addr, probe_category(c * PROBES_PER_CATEGORY), sse_seen.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        tracing::info!(rate, requests, probes, "commerce order run");
+        let before = MachineCpu::sample(None);
+        let cpu_before = ThreadCpu::sample();
+        let out = load::run(stack.addr, tokens.clone(), jobs).await?;
+        let cpu_by_thread = ThreadCpu::sample().since(&cpu_before);
+        let machine_load = match (before, MachineCpu::sample(None)) {
+            (Some(b), Some(a)) => Some(PhaseLoad { phase: format!("commerce-orders-{rate}"), other_cores: a.others_since(&b), broker_cores: None }),
+            _ => None,
+        };
+        // Late view changes of the last probes still count: a short grace before closing.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for s in streams {
+            if s.is_finished() {
+                if let Ok(Err(e)) = s.await {
+                    tracing::warn!(error = format!("{e:#}"), "a top-sellers stream failed");
+                }
+            } else {
+                s.abort();
+            }
+        }
+        let charges = fresh::charge_times(&stack.log).await?;
+        let freshness = fresh::summarise(&out.probes, &charges, view_seen, &sse_seen);
+        let run = RateRun {
+            target_rate: rate,
+            duration_secs: config.duration.as_secs_f64(),
+            requests,
+            sent_rate: out.sent as f64 / out.send_secs.max(1e-9),
+            answered_rate: out.sent as f64 / out.wall_secs.max(1e-9),
+            latency: Percentiles::of(&out.latency),
+            service: Percentiles::of(&out.service),
+            send_lag: Percentiles::of(&out.send_lag),
+            statuses: out.statuses,
+            outcomes: out.outcomes,
+            error_samples: out.error_samples,
+            probes,
+            freshness,
+            cpu_cores_busy: process_cpu(&cpu_by_thread) / out.wall_secs.max(1e-9),
+            cpu_by_thread,
+            machine_load,
+        };
+        tracing::info!(rate, p50_ms = run.latency.p50_ms, p99_ms = run.latency.p99_ms, answered_rate = run.answered_rate.round(),
+            fresh_p99_ms = ?run.freshness.view.p99_ms, "commerce order run measured");
+        runs.push(run);
+        probe_base += probes;
+        // Let the saga's tail (payments, notifications) settle before the next rate.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ok(runs)
+}
