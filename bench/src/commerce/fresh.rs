@@ -187,9 +187,11 @@ impl Stat {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct FreshnessResult {
-    /// Probe orders answered 201 / of which paid (only paid orders count as sold).
+    /// Probe orders answered (201 or 202); of them answered `paid`; of them whose charge
+    /// succeeded by the end of the run's settling (the ones measured).
     pub probes_answered: usize,
     pub probes_paid: usize,
+    pub probes_charged: usize,
     /// charge_succeeded record → the top-sellers view has the unit (in process).
     pub view: Stat,
     /// charge_succeeded record → an SSE client of the category's live ranking reads it.
@@ -197,7 +199,7 @@ pub struct FreshnessResult {
     /// The `201 paid` answer → the view has it: negative when the view had it first (the
     /// orders view and the top sellers change in the same publication).
     pub view_after_answer: Stat,
-    /// Paid probes without a charge record, or never seen in the view / on the stream.
+    /// Probes without a charge record; charged probes never seen in the view / on the stream.
     pub missing_charge: usize,
     pub missing_view: usize,
     pub missing_sse: usize,
@@ -206,22 +208,26 @@ pub struct FreshnessResult {
 pub(crate) fn summarise(probes: &[ProbeAnswer], charges: &HashMap<String, i64>, view: &SeenAt, sse: &SeenAt) -> FreshnessResult {
     let mut out = FreshnessResult { probes_answered: probes.len(), ..Default::default() };
     let (mut v, mut s, mut a) = (Vec::new(), Vec::new(), Vec::new());
-    for p in probes.iter().filter(|p| p.status == "paid") {
-        out.probes_paid += 1;
+    // Every probe whose charge succeeded counts, whatever its answer said (under overload
+    // the answer may come before the payment: `202`, or `201 reserved`).
+    for p in probes {
         let product = probe_id(p.probe);
         let seen_view = view.get(&product);
-        if let Some(at) = seen_view {
-            a.push((at - p.answered_us) as f64 / 1000.0);
-        } else {
-            out.missing_view += 1;
+        if p.status == "paid" {
+            out.probes_paid += 1;
+            if let Some(at) = seen_view {
+                a.push((at - p.answered_us) as f64 / 1000.0);
+            }
         }
         let Some(charged_ms) = charges.get(&p.order_id) else {
             out.missing_charge += 1;
             continue;
         };
+        out.probes_charged += 1;
         let charged_us = charged_ms * 1000;
-        if let Some(at) = seen_view {
-            v.push((at - charged_us) as f64 / 1000.0);
+        match seen_view {
+            Some(at) => v.push((at - charged_us) as f64 / 1000.0),
+            None => out.missing_view += 1,
         }
         match sse.get(&product) {
             Some(at) => s.push((at - charged_us) as f64 / 1000.0),

@@ -1,4 +1,4 @@
-//! The open-loop load generator of `POST /api/v1/orders?wait=decision`.
+//! The open-loop load generator of `POST /api/v1/orders?wait=decision` (or `reservation`).
 //!
 //! Request k is due at start + k / rate, whatever happened to the ones before it: a slow answer
 //! never delays the schedule, and each latency is measured from the request's *due* time, so
@@ -21,7 +21,6 @@ use super::shop;
 use crate::http::Connection;
 use crate::pipeline::histogram;
 
-const PATH: &str = "/api/v1/orders?wait=decision";
 /// Most requests in flight at once; beyond, a request waits for a connection (and that wait
 /// is part of its latency).
 const CONNECTIONS: usize = 512;
@@ -38,7 +37,7 @@ pub(crate) struct Job {
     pub(crate) probe: Option<u64>,
 }
 
-/// A probe order's answer.
+/// A probe order's answer (201, or 202 when not decided within the server's bound).
 pub(crate) struct ProbeAnswer {
     pub(crate) probe: u64,
     pub(crate) order_id: String,
@@ -80,15 +79,16 @@ struct Answer {
 
 /// Runs the planned requests against `addr` on a thread of its own; returns once every
 /// request has been answered (or failed).
-pub(crate) async fn run(addr: SocketAddr, tokens: Arc<Vec<String>>, jobs: Vec<Job>) -> anyhow::Result<RunOutput> {
+pub(crate) async fn run(addr: SocketAddr, wait: &str, tokens: Arc<Vec<String>>, jobs: Vec<Job>) -> anyhow::Result<RunOutput> {
+    let path: Arc<str> = format!("/api/v1/orders?wait={wait}").into();
     let thread = std::thread::Builder::new().name("bench-orders".into()).spawn(move || -> anyhow::Result<RunOutput> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(drive(addr, tokens, jobs))
+        runtime.block_on(drive(addr, path, tokens, jobs))
     })?;
     tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow!("the order load thread panicked"))?
 }
 
-async fn drive(addr: SocketAddr, tokens: Arc<Vec<String>>, jobs: Vec<Job>) -> anyhow::Result<RunOutput> {
+async fn drive(addr: SocketAddr, path: Arc<str>, tokens: Arc<Vec<String>>, jobs: Vec<Job>) -> anyhow::Result<RunOutput> {
     let pool: Arc<Mutex<Vec<Connection>>> = Arc::new(Mutex::new(Vec::new()));
     let permits = Arc::new(Semaphore::new(CONNECTIONS));
     let mut send_lag = histogram();
@@ -99,7 +99,7 @@ async fn drive(addr: SocketAddr, tokens: Arc<Vec<String>>, jobs: Vec<Job>) -> an
         let due = start + job.due;
         tokio::time::sleep_until(due).await;
         send_lag.saturating_record(Instant::now().saturating_duration_since(due.into_std()).as_micros() as u64);
-        let (pool, permits, tokens) = (pool.clone(), permits.clone(), tokens.clone());
+        let (pool, permits, tokens, path) = (pool.clone(), permits.clone(), tokens.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.expect("never closed");
             let headers = format!("authorization: Bearer {}\r\nidempotency-key: {}\r\n", tokens[job.customer], job.key);
@@ -110,7 +110,7 @@ async fn drive(addr: SocketAddr, tokens: Arc<Vec<String>>, jobs: Vec<Job>) -> an
                 None => Connection::open(addr).await,
             };
             let status = match &mut connection {
-                Ok(c) => c.post_json(PATH, &headers, &job.body).await,
+                Ok(c) => c.post_json(&path, &headers, &job.body).await,
                 Err(e) => Err(anyhow!("{e:#}")),
             };
             let done = Instant::now();
@@ -171,6 +171,9 @@ async fn drive(addr: SocketAddr, tokens: Arc<Vec<String>>, jobs: Vec<Job>) -> an
                 out.latency.saturating_record(answer.done.duration_since(answer.due).as_micros() as u64);
                 out.service.saturating_record(answer.done.duration_since(answer.sent).as_micros() as u64);
                 *out.outcomes.entry(format!("202:{}", field("status"))).or_insert(0) += 1;
+                if let Some(probe) = answer.probe {
+                    out.probes.push(ProbeAnswer { probe, order_id: field("order_id"), status: field("status"), answered_us: answer.answered_us });
+                }
             }
             Ok(other) => {
                 if out.error_samples.len() < ERROR_SAMPLES {

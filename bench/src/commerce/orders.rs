@@ -14,10 +14,14 @@ use super::shop::{self, probe_category, Shop, PROBES_PER_CATEGORY};
 use super::stack::Stack;
 use super::CommerceConfig;
 use crate::machine::{MachineCpu, ThreadCpu};
-use crate::pipeline::{process_cpu, Percentiles, PhaseLoad};
+use crate::pipeline::{process_cpu, source_targets, Percentiles, PhaseLoad};
+use shopflow_events::Topic;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RateRun {
+    /// `decision` (the aim's), or `reservation`: the same orders answered once the stock is
+    /// held, without the payment's round trip through the worker and the simulated gateway.
+    pub wait: String,
     pub target_rate: f64,
     pub duration_secs: f64,
     pub requests: u64,
@@ -36,6 +40,9 @@ pub struct RateRun {
     pub outcomes: BTreeMap<String, u64>,
     pub error_samples: Vec<String>,
     pub probes: u64,
+    /// After the last answer, until the saga's records stopped (payments still queued at the
+    /// gateway, notifications): the backlog the run left.
+    pub settle_secs: f64,
     pub freshness: FreshnessResult,
     pub cpu_by_thread: Vec<(String, f64)>,
     pub cpu_cores_busy: f64,
@@ -56,17 +63,22 @@ pub struct OrdersResult {
 }
 
 pub(crate) async fn run(config: &CommerceConfig) -> anyhow::Result<OrdersResult> {
+    // The sweep with `wait=decision`, then the highest rate once more with
+    // `wait=reservation`, which separates the shop's own path from the payment's.
+    let mut waits: Vec<(&'static str, f64)> = config.rates.iter().map(|&r| ("decision", r)).collect();
+    if let Some(top) = config.rates.iter().copied().reduce(f64::max) {
+        waits.push(("reservation", top));
+    }
     // Probe products for every run, each ordered once.
-    let plans: Vec<(f64, u64, u64)> = config
-        .rates
-        .iter()
-        .map(|&rate| {
-            let n = shop::requests(rate, config.duration.as_secs_f64());
+    let plans: Vec<Plan> = waits
+        .into_iter()
+        .map(|(wait, rate)| {
+            let requests = shop::requests(rate, config.duration.as_secs_f64());
             let every = shop::probe_every(rate, config.probes_per_sec);
-            (rate, n, n.div_ceil(every))
+            Plan { wait, rate, requests, probes: requests.div_ceil(every) }
         })
         .collect();
-    let probes: u64 = plans.iter().map(|p| p.2).sum();
+    let probes: u64 = plans.iter().map(|p| p.probes).sum();
     let mut shop = Shop::new(config.products, probes, config.customers, 0x0de5);
     let stack = Stack::start(&config.scratch, config.partitions, config.workers, &shop, config.timeout).await?;
     let view_seen = SeenAt::default();
@@ -87,11 +99,18 @@ pub(crate) async fn run(config: &CommerceConfig) -> anyhow::Result<OrdersResult>
     result
 }
 
-async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &[(f64, u64, u64)], view_seen: &SeenAt) -> anyhow::Result<Vec<RateRun>> {
+struct Plan {
+    wait: &'static str,
+    rate: f64,
+    requests: u64,
+    probes: u64,
+}
+
+async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &[Plan], view_seen: &SeenAt) -> anyhow::Result<Vec<RateRun>> {
     let tokens = Arc::new(stack.tokens.clone());
     let mut runs = Vec::new();
     let mut probe_base = 0u64;
-    for (index, &(rate, requests, probes)) in plans.iter().enumerate() {
+    for (index, &Plan { wait, rate, requests, probes }) in plans.iter().enumerate() {
         let every = shop::probe_every(rate, config.probes_per_sec);
         // Built before the clock starts, so generation never delays a send.
         let jobs: Vec<Job> = (0..requests)
@@ -113,17 +132,18 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
             .collect();
         tokio::time::sleep(Duration::from_millis(200)).await;
 
-        tracing::info!(rate, requests, probes, "commerce order run");
+        tracing::info!(wait, rate, requests, probes, "commerce order run");
         let before = MachineCpu::sample(None);
         let cpu_before = ThreadCpu::sample();
-        let out = load::run(stack.addr, tokens.clone(), jobs).await?;
+        let out = load::run(stack.addr, wait, tokens.clone(), jobs).await?;
         let cpu_by_thread = ThreadCpu::sample().since(&cpu_before);
         let machine_load = match (before, MachineCpu::sample(None)) {
-            (Some(b), Some(a)) => Some(PhaseLoad { phase: format!("commerce-orders-{rate}"), other_cores: a.others_since(&b), broker_cores: None }),
+            (Some(b), Some(a)) => Some(PhaseLoad { phase: format!("commerce-orders-{wait}-{rate}"), other_cores: a.others_since(&b), broker_cores: None }),
             _ => None,
         };
-        // Late view changes of the last probes still count: a short grace before closing.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The saga's tail (payments queued behind the gateway, their view changes) still
+        // counts for freshness, and must not spill into the next run.
+        let settle_secs = settle(stack, config.timeout).await?;
         for s in streams {
             if s.is_finished() {
                 if let Ok(Err(e)) = s.await {
@@ -136,6 +156,7 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
         let charges = fresh::charge_times(&stack.log).await?;
         let freshness = fresh::summarise(&out.probes, &charges, view_seen, &sse_seen);
         let run = RateRun {
+            wait: wait.to_owned(),
             target_rate: rate,
             duration_secs: config.duration.as_secs_f64(),
             requests,
@@ -148,17 +169,37 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
             outcomes: out.outcomes,
             error_samples: out.error_samples,
             probes,
+            settle_secs,
             freshness,
             cpu_cores_busy: process_cpu(&cpu_by_thread) / out.wall_secs.max(1e-9),
             cpu_by_thread,
             machine_load,
         };
-        tracing::info!(rate, p50_ms = run.latency.p50_ms, p99_ms = run.latency.p99_ms, answered_rate = run.answered_rate.round(),
+        tracing::info!(wait, rate, p50_ms = run.latency.p50_ms, p99_ms = run.latency.p99_ms, answered_rate = run.answered_rate.round(),
             fresh_p99_ms = ?run.freshness.view.p99_ms, "commerce order run measured");
         runs.push(run);
         probe_base += probes;
-        // Let the saga's tail (payments, notifications) settle before the next rate.
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     Ok(runs)
+}
+
+/// Waits until the log is quiet (no record appended to `orders`, `inventory`, `payments` or
+/// `decisions` for a second) and the views passed every source record; returns how long.
+async fn settle(stack: &Stack, timeout: Duration) -> anyhow::Result<f64> {
+    let started = std::time::Instant::now();
+    let topics = [Topic::Orders, Topic::Inventory, Topic::Payments, Topic::Decisions];
+    let mut last = None;
+    loop {
+        let mut ends = Vec::new();
+        for topic in topics {
+            ends.push(stack.log.end_offsets(topic.name()).await?);
+        }
+        let targets = source_targets(stack.log.as_ref()).await?;
+        if last.as_ref() == Some(&ends) && stack.views.progress.has_passed(&targets) {
+            return Ok(started.elapsed().as_secs_f64() - 1.0);
+        }
+        anyhow::ensure!(started.elapsed() < timeout, "the saga did not come to rest within {timeout:?}");
+        last = Some(ends);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
