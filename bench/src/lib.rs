@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// Length of each commerce HTTP run in seconds [default: 10; --quick: 2].
     #[arg(long)]
     pub commerce_duration: Option<f64>,
+    /// The pipeline's idle tick in the commerce suite (how often an idle worker seals an
+    /// epoch, which paces the saga's steps) [default: the pipeline's default].
+    #[arg(long)]
+    pub commerce_idle_tick_ms: Option<u64>,
     /// Concurrent HTTP clients of the recommend suite (one keep-alive connection each).
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -260,8 +264,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(args.out.join("commerce.md"));
     if args.phases.contains(&Phase::Commerce) {
         anyhow::ensure!(args.commerce_rates.as_ref().is_none_or(|r| r.iter().all(|r| *r > 0.0)), "--commerce-rates must be positive");
-        let commerce_config =
+        let mut commerce_config =
             commerce::CommerceConfig::new(args.quick, args.commerce_orders, args.commerce_rates.clone(), args.commerce_duration, &config);
+        commerce_config.idle_tick_ms = args.commerce_idle_tick_ms;
         let result = commerce::run(&commerce_config, &config, &backends).await;
         commerce::write(&result, &args.out)?;
     }

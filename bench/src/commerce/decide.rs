@@ -19,6 +19,7 @@ use shopflow_events::{Id, Topic};
 use shopflow_ingest::{EventLog, TopicSpec};
 
 use super::shop::{self, Shop};
+use super::CommerceConfig;
 use crate::machine::{peak_rss_mib, MachineCpu, ThreadCpu};
 use crate::pipeline::{load, process_cpu, start_pipeline, stop_pipeline, Backend, PhaseLoad, PhaseLog, SuiteConfig};
 
@@ -34,7 +35,7 @@ pub struct DecideResult {
     pub order_lines: u64,
     pub workers: usize,
     pub partitions: u32,
-    /// The pipeline settings that bound the latency of one saga step (defaults unless said).
+    /// The pipeline settings that bound the latency of one saga step.
     pub idle_tick_ms: u64,
     pub max_batch: usize,
     pub deadline_check_ms: u64,
@@ -81,10 +82,11 @@ struct Decided {
     count: AtomicU64,
 }
 
-pub(crate) async fn run(backend: &Backend, config: &SuiteConfig, orders: u64, products: u64) -> anyhow::Result<DecideResult> {
+pub(crate) async fn run(backend: &Backend, config: &SuiteConfig, commerce: &CommerceConfig) -> anyhow::Result<DecideResult> {
+    let (orders, products) = (commerce.orders, commerce.products);
     let before = MachineCpu::sample(backend.kafka.as_deref());
     let phase = PhaseLog::open(backend, config, "commerce-decide").await?;
-    let outcome = measure(backend, config, &phase, orders, products).await;
+    let outcome = measure(backend, config, commerce, &phase, orders, products).await;
     phase.remove().await;
     let mut result = outcome?;
     if let (Some(before), Some(after)) = (before, MachineCpu::sample(backend.kafka.as_deref())) {
@@ -108,7 +110,7 @@ async fn end_offsets(log: &dyn EventLog, topics: &[Topic]) -> anyhow::Result<u64
 const SOURCES: [Topic; 6] = [Topic::Catalog, Topic::Inventory, Topic::Users, Topic::Interactions, Topic::Carts, Topic::Orders];
 const SAGA_OTHER: [Topic; 3] = [Topic::Payments, Topic::Decisions, Topic::Dlq];
 
-async fn measure(backend: &Backend, config: &SuiteConfig, phase: &PhaseLog, orders: u64, products: u64) -> anyhow::Result<DecideResult> {
+async fn measure(backend: &Backend, config: &SuiteConfig, commerce: &CommerceConfig, phase: &PhaseLog, orders: u64, products: u64) -> anyhow::Result<DecideResult> {
     let log = phase.log.clone();
     for topic in SOURCES.iter().chain(&SAGA_OTHER) {
         log.ensure_topic(&TopicSpec::new(topic.name(), config.partitions)).await?;
@@ -169,7 +171,7 @@ async fn measure(backend: &Backend, config: &SuiteConfig, phase: &PhaseLog, orde
             }
         }));
     }
-    let pipeline_config = phase.pipeline_config(config);
+    let pipeline_config = commerce.pipeline(phase.pipeline_config(config));
     let settings = (pipeline_config.idle_tick_ms, pipeline_config.max_batch, pipeline_config.deadline_check_ms, pipeline_config.snapshot_interval_ms);
     let cpu_before = ThreadCpu::sample();
     let started = Instant::now();

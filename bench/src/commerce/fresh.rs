@@ -8,20 +8,19 @@
 //!   the client reads the ranking that first lists the product.
 //!
 //! Both are measured from the payment worker's `payment.charge_succeeded` record, by its
-//! envelope time: stamped (ms, wall clock) when the gateway's answer came back, just before
-//! the worker appends it. So the times include the worker's durable append, and the ms
+//! envelope time (the `paid` entry of the order's status history): stamped (ms, wall clock)
+//! when the gateway's answer came back, just before the worker appends it. So the times include the worker's durable append, and the ms
 //! stamp can make them up to 1 ms longer than they were.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use shopflow_dataflow::views::Views;
-use shopflow_events::{Envelope, Event, Id, Topic};
-use shopflow_ingest::{EventLog, Position};
+use shopflow_events::types::OrderStatus;
+use shopflow_events::Id;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -135,32 +134,13 @@ pub(crate) fn ranking_products(event: &[u8]) -> Vec<Id> {
         .unwrap_or_default()
 }
 
-/// Envelope time (ms) of every `payment.charge_succeeded`, by order id.
-pub(crate) async fn charge_times(log: &Arc<dyn EventLog>) -> anyhow::Result<HashMap<String, i64>> {
-    let log = log.clone();
-    tokio::task::spawn_blocking(move || {
-        let topic = Topic::Payments.name();
-        let ends = futures::executor::block_on(log.end_offsets(topic))?;
-        let total: u64 = ends.iter().sum();
-        let from: Vec<Position> = (0..ends.len() as u32).map(|p| Position::new(topic, p, 0)).collect();
-        let mut reader = log.reader(&from)?;
-        let (mut read, mut empty, mut out) = (0u64, 0, HashMap::new());
-        while read < total {
-            let batch = reader.poll(10_000, Duration::from_millis(500))?;
-            empty = if batch.is_empty() { empty + 1 } else { 0 };
-            if empty > 20 {
-                return Err(anyhow!("read {read} of {total} payment records"));
-            }
-            read += batch.len() as u64;
-            for record in batch {
-                if let Some(Ok(Envelope { ts, event: Event::ChargeSucceeded(c), .. })) = record.value.as_deref().map(Envelope::decode) {
-                    out.entry(c.order_id.to_string()).or_insert(ts);
-                }
-            }
-        }
-        Ok(out)
-    })
-    .await?
+/// When each order was placed and paid (ms, event time: the `order.placed` written by the
+/// server, the `payment.charge_succeeded` written by the payment worker), from the orders
+/// view's status history.
+pub(crate) fn placed_and_paid(views: &Views, order_id: &str) -> Option<(i64, Option<i64>)> {
+    let row = views.orders.get(&Id::from(order_id))?;
+    let paid = row.history.iter().find(|h| h.status == OrderStatus::Paid).map(|h| h.at);
+    Some((row.placed_at, paid))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -205,7 +185,7 @@ pub struct FreshnessResult {
     pub missing_sse: usize,
 }
 
-pub(crate) fn summarise(probes: &[ProbeAnswer], charges: &HashMap<String, i64>, view: &SeenAt, sse: &SeenAt) -> FreshnessResult {
+pub(crate) fn summarise(probes: &[ProbeAnswer], views: &Views, view: &SeenAt, sse: &SeenAt) -> FreshnessResult {
     let mut out = FreshnessResult { probes_answered: probes.len(), ..Default::default() };
     let (mut v, mut s, mut a) = (Vec::new(), Vec::new(), Vec::new());
     // Every probe whose charge succeeded counts, whatever its answer said (under overload
@@ -219,7 +199,7 @@ pub(crate) fn summarise(probes: &[ProbeAnswer], charges: &HashMap<String, i64>, 
                 a.push((at - p.answered_us) as f64 / 1000.0);
             }
         }
-        let Some(charged_ms) = charges.get(&p.order_id) else {
+        let Some(charged_ms) = placed_and_paid(views, &p.order_id).and_then(|(_, paid)| paid) else {
             out.missing_charge += 1;
             continue;
         };

@@ -61,6 +61,8 @@ pub(crate) struct RunOutput {
     pub(crate) send_secs: f64,
     pub(crate) wall_secs: f64,
     pub(crate) probes: Vec<ProbeAnswer>,
+    /// Every order answered 201 `paid`: (order id, sent, answered), wall clock µs.
+    pub(crate) paid: Vec<(String, i64, i64)>,
 }
 
 pub(crate) fn wall_us() -> i64 {
@@ -74,6 +76,7 @@ struct Answer {
     sent: Instant,
     done: Instant,
     answered_us: i64,
+    sent_us: i64,
     probe: Option<u64>,
 }
 
@@ -105,6 +108,7 @@ async fn drive(addr: SocketAddr, path: Arc<str>, tokens: Arc<Vec<String>>, jobs:
             let headers = format!("authorization: Bearer {}\r\nidempotency-key: {}\r\n", tokens[job.customer], job.key);
             let taken = pool.lock().expect("not poisoned").pop();
             let sent = Instant::now();
+            let sent_us = wall_us();
             let mut connection = match taken {
                 Some(c) => Ok(c),
                 None => Connection::open(addr).await,
@@ -125,7 +129,7 @@ async fn drive(addr: SocketAddr, path: Arc<str>, tokens: Arc<Vec<String>>, jobs:
                 }
                 (Err(e), _) | (_, Err(e)) => (Err(format!("{e:#}")), None),
             };
-            Answer { status, body, due: due.into_std(), sent, done, answered_us, probe: job.probe }
+            Answer { status, body, due: due.into_std(), sent, done, answered_us, sent_us, probe: job.probe }
         }));
     }
     let last_send = Instant::now();
@@ -141,6 +145,7 @@ async fn drive(addr: SocketAddr, path: Arc<str>, tokens: Arc<Vec<String>>, jobs:
         send_secs: last_send.duration_since(start).as_secs_f64(),
         wall_secs: 0.0,
         probes: Vec::new(),
+        paid: Vec::new(),
     };
     let mut last_done = start;
     for task in tasks {
@@ -162,6 +167,9 @@ async fn drive(addr: SocketAddr, path: Arc<str>, tokens: Arc<Vec<String>>, jobs:
                 out.latency.saturating_record(answer.done.duration_since(answer.due).as_micros() as u64);
                 out.service.saturating_record(answer.done.duration_since(answer.sent).as_micros() as u64);
                 *out.outcomes.entry(shop::outcome(&field("status"), &field("reason"))).or_insert(0) += 1;
+                if field("status") == "paid" {
+                    out.paid.push((field("order_id"), answer.sent_us, answer.answered_us));
+                }
                 if let Some(probe) = answer.probe {
                     out.probes.push(ProbeAnswer { probe, order_id: field("order_id"), status: field("status"), answered_us: answer.answered_us });
                 }

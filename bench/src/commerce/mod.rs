@@ -46,9 +46,19 @@ pub struct CommerceConfig {
     pub partitions: u32,
     pub scratch: PathBuf,
     pub timeout: Duration,
+    /// Overrides the pipeline's `idle_tick_ms`.
+    pub idle_tick_ms: Option<u64>,
 }
 
 impl CommerceConfig {
+    /// The pipeline settings of both phases: the defaults, but for what was overridden.
+    pub(crate) fn pipeline(&self, mut config: shopflow_dataflow::pipeline::PipelineConfig) -> shopflow_dataflow::pipeline::PipelineConfig {
+        if let Some(ms) = self.idle_tick_ms {
+            config.idle_tick_ms = ms;
+        }
+        config
+    }
+
     pub fn new(quick: bool, orders: Option<u64>, rates: Option<Vec<f64>>, duration: Option<f64>, suite: &SuiteConfig) -> Self {
         Self {
             quick,
@@ -62,6 +72,7 @@ impl CommerceConfig {
             partitions: suite.partitions,
             scratch: suite.scratch.clone(),
             timeout: suite.timeout,
+            idle_tick_ms: None,
         }
     }
 }
@@ -86,7 +97,7 @@ pub async fn run(config: &CommerceConfig, suite: &SuiteConfig, backends: &[Backe
     };
     for backend in backends {
         tracing::info!(backend = backend.name, orders = config.orders, "commerce: orders decided in the dataflow");
-        match decide::run(backend, suite, config.orders, config.products).await {
+        match decide::run(backend, suite, config).await {
             Ok(r) => {
                 tracing::info!(backend = backend.name, orders_per_sec = r.orders_per_sec.round(), "commerce decide measured");
                 result.decide.push(r);

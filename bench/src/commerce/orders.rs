@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::fresh::{self, FreshnessResult, SeenAt};
+use super::fresh::{self, FreshnessResult, SeenAt, Stat};
 use super::load::{self, Job};
 use super::shop::{self, probe_category, Shop, PROBES_PER_CATEGORY};
 use super::stack::Stack;
@@ -43,6 +43,8 @@ pub struct RateRun {
     /// After the last answer, until the saga's records stopped (payments still queued at the
     /// gateway, notifications): the backlog the run left.
     pub settle_secs: f64,
+    /// Where the time of an order answered `paid` went, by event times (ms resolution).
+    pub breakdown: Breakdown,
     pub freshness: FreshnessResult,
     pub cpu_by_thread: Vec<(String, f64)>,
     pub cpu_cores_busy: f64,
@@ -80,7 +82,7 @@ pub(crate) async fn run(config: &CommerceConfig) -> anyhow::Result<OrdersResult>
         .collect();
     let probes: u64 = plans.iter().map(|p| p.probes).sum();
     let mut shop = Shop::new(config.products, probes, config.customers, 0x0de5);
-    let stack = Stack::start(&config.scratch, config.partitions, config.workers, &shop, config.timeout).await?;
+    let stack = Stack::start(config, &shop).await?;
     let view_seen = SeenAt::default();
     view_seen.follow_views(&stack.views);
     let outcome = sweep(config, &stack, &mut shop, &plans, &view_seen).await;
@@ -97,6 +99,29 @@ pub(crate) async fn run(config: &CommerceConfig) -> anyhow::Result<OrdersResult>
     });
     stack.stop().await?;
     result
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Breakdown {
+    /// Request sent → the server's `order.placed` (HTTP, checks, the event made).
+    pub sent_to_placed: Stat,
+    /// `order.placed` → the worker's `payment.charge_succeeded`: the saga's hold round trips
+    /// through the log, the charge request, the worker and the gateway.
+    pub placed_to_charged: Stat,
+    /// `payment.charge_succeeded` → the answer read by the client: the pipeline folding it,
+    /// the orders view, the waiting request woken, the HTTP answer.
+    pub charged_to_answer: Stat,
+}
+
+fn breakdown(paid: &[(String, i64, i64)], views: &shopflow_dataflow::views::Views) -> Breakdown {
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for (order, sent_us, answered_us) in paid {
+        let Some((placed, Some(charged))) = fresh::placed_and_paid(views, order) else { continue };
+        a.push((placed * 1000 - sent_us) as f64 / 1000.0);
+        b.push((charged - placed) as f64);
+        c.push((answered_us - charged * 1000) as f64 / 1000.0);
+    }
+    Breakdown { sent_to_placed: Stat::of(&a), placed_to_charged: Stat::of(&b), charged_to_answer: Stat::of(&c) }
 }
 
 struct Plan {
@@ -153,8 +178,8 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
                 s.abort();
             }
         }
-        let charges = fresh::charge_times(&stack.log).await?;
-        let freshness = fresh::summarise(&out.probes, &charges, view_seen, &sse_seen);
+        let freshness = fresh::summarise(&out.probes, &stack.views, view_seen, &sse_seen);
+        let breakdown = breakdown(&out.paid, &stack.views);
         let run = RateRun {
             wait: wait.to_owned(),
             target_rate: rate,
@@ -170,6 +195,7 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
             error_samples: out.error_samples,
             probes,
             settle_secs,
+            breakdown,
             freshness,
             cpu_cores_busy: process_cpu(&cpu_by_thread) / out.wall_secs.max(1e-9),
             cpu_by_thread,

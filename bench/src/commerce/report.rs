@@ -67,7 +67,7 @@ pub(crate) fn markdown(r: &CommerceResult) -> String {
         let _ = writeln!(s, "### Orders decided in the dataflow ({})\n", d.backend);
         let _ = writeln!(s, "{} orders ({} lines; 1–3 lines, Zipf(1.0) over {} products, every tenth product short of stock), {} customers, \
             pre-loaded with the catalog and stock ({} records, {:.1} s untimed); pipeline with {} workers, {} partitions per topic, \
-            idle_tick {} ms, max_batch {}, deadline_check {} ms, snapshots every {} ms (defaults). Timed from pipeline start (catalog and stock included) \
+            idle_tick {} ms, max_batch {}, deadline_check {} ms, snapshots every {} ms. Timed from pipeline start (catalog and stock included) \
             until every order is `reserved` or `rejected` in the `orders` view.\n",
             d.orders, d.order_lines, d.products, d.customers, d.preloaded_records, d.load_secs, d.workers, d.partitions,
             d.idle_tick_ms, d.max_batch, d.deadline_check_ms, d.snapshot_interval_ms);
@@ -86,7 +86,7 @@ pub(crate) fn markdown(r: &CommerceResult) -> String {
 
     if let Some(o) = &r.orders {
         let _ = writeln!(s, "### `POST /api/v1/orders?wait=decision` over HTTP, and top-sellers freshness\n");
-        let _ = writeln!(s, "The whole shop in one process (embedded log, pipeline with {} workers and {} partitions, gateway in test mode, payment worker, notifier, \
+        let _ = writeln!(s, "The whole shop in one process (embedded log, pipeline with {} workers, {} partitions and idle_tick {} ms, gateway in test mode, payment worker, notifier, \
             HTTP server; rate limits off), {} products, {} customers (access tokens minted with the server's key). An open-loop generator on one thread \
             sends each request at its due time over up to 512 keep-alive connections, each with its own `Idempotency-Key` and payment token `tok_visa`; \
             latency is from the due time (waiting for a connection counts). `order_wait_max` {} ms: a `202` is an order not decided within it. \
@@ -94,7 +94,7 @@ pub(crate) fn markdown(r: &CommerceResult) -> String {
             (envelope time, ms) until the top-sellers view has the unit (in process, `Views::on_change`) or an SSE client of \
             `/api/v1/top-sellers/stream?category=<probe category>` reads it. The last run repeats the highest rate with \
             `wait=reservation` (answered once the stock is held: the shop's own path without the payment worker and the simulated gateway).\n",
-            o.workers, o.partitions, o.products, o.customers, o.order_wait_max_ms, o.probes_per_sec);
+            o.workers, o.partitions, o.idle_tick_ms, o.products, o.customers, o.order_wait_max_ms, o.probes_per_sec);
         let _ = writeln!(s, "| wait | target/s | answered/s | p50 | p90 | p99 | max | service p99 | statuses | outcomes | fresh view p50 / p99 | fresh SSE p50 / p99 | answer→view p50 | CPU cores (this process) | other processes' cores |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for run in &o.runs {
@@ -104,6 +104,15 @@ pub(crate) fn markdown(r: &CommerceResult) -> String {
                 run.service.p99_ms, map(&run.statuses), map(&run.outcomes),
                 ms(f.view.p50_ms), ms(f.view.p99_ms), ms(f.sse.p50_ms), ms(f.sse.p99_ms), ms(f.view_after_answer.p50_ms),
                 run.cpu_cores_busy, run.machine_load.as_ref().map_or("–".into(), |l| format!("{:.2}", l.other_cores)));
+        }
+        s.push('\n');
+        let _ = writeln!(s, "Where the time of orders answered `paid` went (p50 / p99, from event times, ms resolution):\n");
+        let _ = writeln!(s, "| wait | target/s | sent → `order.placed` | `order.placed` → `charge_succeeded` (saga + worker + gateway) | `charge_succeeded` → answer read |\n|---|---|---|---|---|");
+        for run in o.runs.iter().filter(|r| r.breakdown.placed_to_charged.count > 0) {
+            let b = &run.breakdown;
+            let _ = writeln!(s, "| {} | {:.0} | {} / {} | {} / {} | {} / {} |", run.wait, run.target_rate,
+                ms(b.sent_to_placed.p50_ms), ms(b.sent_to_placed.p99_ms), ms(b.placed_to_charged.p50_ms), ms(b.placed_to_charged.p99_ms),
+                ms(b.charged_to_answer.p50_ms), ms(b.charged_to_answer.p99_ms));
         }
         s.push('\n');
         for run in &o.runs {

@@ -5,7 +5,7 @@
 //! is measured.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use shopflow_serving::{Application, ServingConfig};
 use tokio::sync::watch;
 
 use super::shop::{customer_id, Shop};
+use super::CommerceConfig;
 use crate::pipeline::{await_views, source_targets, start_pipeline, stop_pipeline};
 
 type Task<T> = tokio::task::JoinHandle<Result<T, PaymentsError>>;
@@ -46,7 +47,8 @@ pub(crate) struct Stack {
 }
 
 impl Stack {
-    pub(crate) async fn start(scratch: &Path, partitions: u32, workers: usize, shop: &Shop, timeout: Duration) -> anyhow::Result<Self> {
+    pub(crate) async fn start(config: &CommerceConfig, shop: &Shop) -> anyhow::Result<Self> {
+        let (scratch, partitions, workers, timeout) = (&config.scratch, config.partitions, config.workers, config.timeout);
         let dir = scratch.join(format!("commerce-http-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         let settings = LogSettings { kafka: None, namespace: String::new(), partitions, data_dir: dir.join("log") };
         let log = shopflow_ingest::open(&settings).await?;
@@ -60,7 +62,7 @@ impl Stack {
         }
         let views = Arc::new(Views::new());
         // Snapshots are part of running a shop, so they stay at their default interval.
-        let pipeline = PipelineConfig { workers, data_dir: dir.join("pipeline"), ..PipelineConfig::default() };
+        let pipeline = config.pipeline(PipelineConfig { workers, data_dir: dir.join("pipeline"), ..PipelineConfig::default() });
         let handle = start_pipeline(pipeline.clone(), log.clone(), views.clone()).await?;
         let targets = source_targets(log.as_ref()).await?;
         await_views(&views, &targets, timeout, Instant::now(), &mut Vec::new()).await.context("loading the shop")?;
