@@ -2,7 +2,9 @@
 # The one benchmark command. Builds the release binary, starts a local Kafka-protocol broker
 # (nisshi) for the Kafka backend, runs the other suites' scripts (which write their JSON next
 # to the report), then `shopflow bench`, which runs the pipeline suite on the embedded log and
-# on the broker and writes the merged report.
+# on the broker, the recommend, auth and commerce suites (the order saga: decisions/s in the
+# dataflow on both backends, POST /orders?wait=decision latency and top-sellers freshness over
+# HTTP; commerce.json and commerce.md), and writes the merged report.
 #
 #   scripts/bench.sh [shopflow bench flags...]     e.g. scripts/bench.sh --quick
 #
@@ -38,7 +40,7 @@ rm -f "$OUT/analytics.json"
 echo "==> analytics suite"
 SHOPFLOW_BENCH_OUT="$OUT" scripts/bench-analytics.sh
 
-echo "==> pipeline suite"
+echo "==> pipeline, recommend, auth and commerce suites"
 target/release/shopflow bench --out "$OUT" --kafka "127.0.0.1:$PORT" "$@"
 
 echo "==> search suite (tantivy in process and over HTTP, PostgreSQL GIN baseline)"

@@ -37,6 +37,23 @@ impl Connection {
         let request =
             format!("GET {path} HTTP/1.1\r\nhost: shopflow\r\naccept: application/json\r\n{headers}\r\n");
         self.io.get_mut().write_all(request.as_bytes()).await?;
+        self.read_response().await
+    }
+
+    /// Sends a POST with a JSON `body` (headers as for [`Self::get`]) and reads the answer
+    /// like `get` does. Head and body go out in one write: one segment per request.
+    pub(crate) async fn post_json(&mut self, path: &str, headers: &str, body: &[u8]) -> anyhow::Result<(u16, bool)> {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nhost: shopflow\r\naccept: application/json\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{headers}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        self.io.get_mut().write_all(&request).await?;
+        self.read_response().await
+    }
+
+    async fn read_response(&mut self) -> anyhow::Result<(u16, bool)> {
         self.read_line().await.context("reading the status line")?;
         let status = self
             .line

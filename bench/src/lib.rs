@@ -10,8 +10,12 @@
 //!   clients, against the real server with an NMF model fitted on a synthetic shop.
 //! - `auth`: argon2id and login latency, and product-read throughput with an access token
 //!   against without one (`auth.json`, merged like the external suites).
+//! - `commerce`: orders decided per second in the dataflow, `POST /orders?wait=decision`
+//!   latency at fixed rates over HTTP, top-sellers freshness after an order (`commerce.json`
+//!   and `commerce.md`, merged likewise).
 
 mod auth;
+mod commerce;
 mod http;
 mod machine;
 mod pipeline;
@@ -67,9 +71,23 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,freshness,restart,recommend,auth"
+        default_value = "throughput,freshness,restart,recommend,auth,commerce"
     )]
     pub phases: Vec<Phase>,
+    /// Orders pre-loaded for the commerce suite's dataflow phase [default: 200000; --quick: 20000].
+    #[arg(long)]
+    pub commerce_orders: Option<u64>,
+    /// Rates (orders/s) of the commerce suite's HTTP runs, one run each
+    /// [default: 250,500,1000,2000; --quick: 200,1000].
+    #[arg(long, value_delimiter = ',')]
+    pub commerce_rates: Option<Vec<f64>>,
+    /// Length of each commerce HTTP run in seconds [default: 10; --quick: 2].
+    #[arg(long)]
+    pub commerce_duration: Option<f64>,
+    /// The pipeline's idle tick in the commerce suite (how often an idle worker seals an
+    /// epoch, which paces the saga's steps) [default: the pipeline's default].
+    #[arg(long)]
+    pub commerce_idle_tick_ms: Option<u64>,
     /// Concurrent HTTP clients of the recommend suite (one keep-alive connection each).
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -97,6 +115,9 @@ pub enum Phase {
     Recommend,
     /// Login cost and the access-token check's cost on reads (`auth.json`).
     Auth,
+    /// The order saga: decisions/s in the dataflow, order latency over HTTP, top-sellers
+    /// freshness (`commerce.json`).
+    Commerce,
 }
 
 impl Phase {
@@ -105,7 +126,7 @@ impl Phase {
             Phase::Throughput => Some(pipeline::Phase::Throughput),
             Phase::Freshness => Some(pipeline::Phase::Freshness),
             Phase::Restart => Some(pipeline::Phase::Restart),
-            Phase::Recommend | Phase::Auth => None,
+            Phase::Recommend | Phase::Auth | Phase::Commerce => None,
         }
     }
 }
@@ -237,6 +258,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Ok(result) => std::fs::write(&auth_json, serde_json::to_vec_pretty(&result)?)?,
             Err(e) => tracing::error!(error = format!("{e:#}"), "auth suite failed"),
         }
+    }
+    let commerce_json = args.out.join("commerce.json");
+    let _ = std::fs::remove_file(&commerce_json);
+    let _ = std::fs::remove_file(args.out.join("commerce.md"));
+    if args.phases.contains(&Phase::Commerce) {
+        anyhow::ensure!(args.commerce_rates.as_ref().is_none_or(|r| r.iter().all(|r| *r > 0.0)), "--commerce-rates must be positive");
+        let mut commerce_config =
+            commerce::CommerceConfig::new(args.quick, args.commerce_orders, args.commerce_rates.clone(), args.commerce_duration, &config);
+        commerce_config.idle_tick_ms = args.commerce_idle_tick_ms;
+        let result = commerce::run(&commerce_config, &config, &backends).await;
+        commerce::write(&result, &args.out)?;
     }
     let _ = std::fs::remove_dir_all(&config.scratch);
 

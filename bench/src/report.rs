@@ -28,13 +28,16 @@ pub const AIM_RESTART_MIN_BACKLOG_SECS: f64 = 5.0;
 pub const AIM_RECOMMEND_P99_MS: f64 = 5.0;
 
 /// Other suites write their results next to the report under these names.
-const EXTERNAL_SUITES: [&str; 3] = ["recommender", "auth", "analytics"];
+const EXTERNAL_SUITES: [&str; 4] = ["recommender", "auth", "analytics", "commerce"];
 
 #[derive(Serialize)]
 pub struct Report {
     machine: MachineFacts,
     config: ConfigEcho,
     suites: Suites,
+    /// Markdown that external suites rendered themselves, by suite name.
+    #[serde(skip)]
+    external_md: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -78,6 +81,7 @@ impl Report {
         out: &Path,
     ) -> anyhow::Result<Self> {
         let mut external = serde_json::Map::new();
+        let mut external_md = std::collections::BTreeMap::new();
         for name in EXTERNAL_SUITES {
             let path = out.join(format!("{name}.json"));
             match std::fs::read_to_string(&path) {
@@ -88,6 +92,9 @@ impl Report {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+            if let Ok(md) = std::fs::read_to_string(out.join(format!("{name}.md"))) {
+                external_md.insert(name.to_owned(), md);
             }
         }
         Ok(Self {
@@ -110,6 +117,7 @@ impl Report {
                 }),
                 external,
             },
+            external_md,
         })
     }
 
@@ -154,6 +162,11 @@ impl Report {
             self.recommend_markdown(r, &mut s);
         }
         for (name, value) in &self.suites.external {
+            // A suite that renders itself (`<name>.md` beside its JSON) is included as written.
+            if let Some(md) = self.external_md.get(name) {
+                s.push_str(md);
+                continue;
+            }
             let _ = writeln!(s, "## Suite `{name}`\n");
             let _ = writeln!(s, "From `{name}.json`.\n\n| key | value |\n|---|---|");
             let mut rows = Vec::new();
