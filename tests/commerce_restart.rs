@@ -5,9 +5,10 @@
 //! over HTTP (scarce stock, cards that pay, cards that are declined, orders left unpaid), is
 //! `kill -9`ed while orders are in flight, restarted on its snapshots, and finishes the stream
 //! (clients retry what got no answer under the same `Idempotency-Key`) with cancellations
-//! racing the saga. Once every order has settled, the process stops, its pipeline state
-//! (snapshots and epoch remap) is deleted, and it starts again: the views are rebuilt from the
-//! log alone. Every order (status, reason, holds, status history, amounts), every payment,
+//! racing the saga. Once every order has settled, the process stops, its pipeline snapshots
+//! are deleted, and it starts again: the views are rebuilt from the log alone (following the
+//! epochs recorded in the log's `_remap` topic, which only group records into epochs; the
+//! saga decides per partition in log order). Every order (status, reason, holds, status history, amounts), every payment,
 //! every product's stock and the top sellers must equal what they were, and the saga's
 //! topics must hold no record id they did not hold before: the replay decided nothing new.
 
@@ -344,7 +345,7 @@ async fn a_pipeline_restarted_from_nothing_replays_the_order_log_to_the_same_dec
     let ids_before = saga_record_ids(&log).await;
     app.terminate();
 
-    // From nothing: no snapshot, no epoch remap; the views are rebuilt from the log alone.
+    // From nothing but the log: no snapshot; the views are rebuilt by replaying it.
     std::fs::remove_dir_all(data.join("pipeline")).unwrap();
     let app = Shopflow::start_http_env(&args, &ENV, dir.path()).await;
     let token = token_for_everything(&log).await;
