@@ -77,8 +77,13 @@ async fn requests_in_outcomes_out(backend: Backend) {
         refund_approved("o-visa", "u-0", "r-ok", paid.payment_id.as_str(), 400),
         refund_approved("o-visa", "u-0", "r-too-much", paid.payment_id.as_str(), 601),
     ];
-    append(log.log.as_ref(), &refunds).await;
-    worker.caught_up(log.log.as_ref()).await;
+    // One after the other: requests in flight at once reach the gateway in any order, and
+    // whichever comes first is made (the saga never approves more than is refundable, so in
+    // the shop the two never race for the same money).
+    for refund in &refunds {
+        append(log.log.as_ref(), std::slice::from_ref(refund)).await;
+        worker.caught_up(log.log.as_ref()).await;
+    }
     let outcomes = read_events(&log.log, "orders").await;
     let found: BTreeMap<String, (uuid::Uuid, String)> = outcomes
         .iter()
