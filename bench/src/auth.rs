@@ -22,7 +22,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
-use shopflow_dataflow::pipeline::{self, PipelineConfig, SOURCE_TOPICS};
+use shopflow_dataflow::pipeline::{self, PipelineConfig};
 use shopflow_dataflow::views::Views;
 use shopflow_events::Topic;
 use shopflow_ingest::{EventLog, LogSettings, TopicSpec};
@@ -100,13 +100,7 @@ pub async fn run(config: &AuthConfig) -> anyhow::Result<AuthResult> {
         tokio::task::spawn_blocking(move || pipeline::start(pipeline_config, log, Some(views))).await??
     };
 
-    let mut serving = ServingConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        source_topics: SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
-        ..Default::default()
-    };
-    serving.auth.key = Some(uuid::Uuid::new_v4().simple().to_string().repeat(2));
-    serving.gateway.rate_limits = false;
+    let serving: ServingConfig = super::http::serving_config();
     let serving_keys = serving.auth.clone();
     let mut limited = serving.clone();
     limited.gateway.rate_limits = true;

@@ -10,6 +10,20 @@ use tokio::net::TcpStream;
 /// content-length or chunked. Hand-written rather than reqwest because the binary does not
 /// depend on an HTTP client and because the load generator shares the cores with the server:
 /// the less CPU it takes per request, the less it distorts what it measures.
+/// The serving configuration of an in-process benchmark server: any free port, every source
+/// topic, a random signing key, and rate limits off (a benchmark is one very busy client:
+/// what is measured is the route, not the limiter's refusals).
+pub(crate) fn serving_config() -> shopflow_serving::ServingConfig {
+    let mut serving = shopflow_serving::ServingConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        source_topics: shopflow_dataflow::pipeline::SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
+        ..Default::default()
+    };
+    serving.auth.key = Some(uuid::Uuid::new_v4().simple().to_string().repeat(2));
+    serving.gateway.rate_limits = false;
+    serving
+}
+
 pub(crate) struct Connection {
     io: BufReader<TcpStream>,
     line: String,

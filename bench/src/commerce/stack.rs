@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use shopflow_dataflow::pipeline::{PipelineConfig, PipelineHandle, SOURCE_TOPICS};
+use shopflow_dataflow::pipeline::{PipelineConfig, PipelineHandle};
 use shopflow_dataflow::views::Views;
 use shopflow_events::types::Role;
 use shopflow_events::{Id, Topic};
@@ -79,15 +79,7 @@ impl Stack {
         let notifier_config = NotifierConfig { outbox: dir.join("outbox.jsonl"), ..NotifierConfig::default() };
         let notifier = tokio::spawn(Notifier::new(log.clone(), notifier_config).run(stopped));
 
-        let mut serving = ServingConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            source_topics: SOURCE_TOPICS.iter().map(|t| t.name().to_owned()).collect(),
-            ..Default::default()
-        };
-        serving.auth.key = Some(uuid::Uuid::new_v4().simple().to_string().repeat(2));
-        // Thousands of orders a second from one address and a few thousand customers: what is
-        // measured is the order path, not the limiter's refusals.
-        serving.gateway.rate_limits = false;
+        let serving: ServingConfig = crate::http::serving_config();
         let keys = KeyRing::from_config(&serving.auth)?;
         let tokens = (0..shop.customers).map(|i| keys.issue(&customer_id(i), Role::Customer, &Id::generate())).collect();
         let app = Application::build(serving.clone(), log.clone(), views.clone()).await?;
