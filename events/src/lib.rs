@@ -6,12 +6,14 @@
 
 mod ids;
 mod partition;
+mod time;
 mod topic;
 pub mod types;
 mod validate;
 
 pub use ids::{Id, Money, MAX_ID_LEN};
 pub use partition::partition_for;
+pub use time::utc_date;
 pub use topic::Topic;
 pub use validate::ValidationError;
 

@@ -249,18 +249,7 @@ impl ViewRowType for RevenueRow {
 
 /// The UTC day (`YYYY-MM-DD`) of an event time in milliseconds.
 pub fn utc_day(ms: i64) -> Id {
-    let days = ms.div_euclid(86_400_000);
-    // Civil from days (Howard Hinnant's algorithm): no date crate for one conversion.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    let (y, m, d) = shopflow_events::utc_date(ms);
     Id::from(format!("{y:04}-{m:02}-{d:02}").as_str())
 }
 

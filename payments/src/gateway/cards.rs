@@ -184,17 +184,9 @@ fn brand(digits: &str) -> &'static str {
     }
 }
 
-/// Today's (year, month) in UTC, from the system clock (civil-from-days, Howard Hinnant).
+/// Today's (year, month) in UTC, from the system clock.
 pub fn today_utc() -> (u16, u8) {
-    let days = crate::now_ms().div_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, _) = shopflow_events::utc_date(crate::now_ms());
     (year as u16, month as u8)
 }
 
