@@ -174,10 +174,13 @@ async fn settled_state(base: &str, token: &str, orders: &BTreeSet<String>) -> BT
     }
 }
 
-/// The ids of every record on the topics the saga writes.
-async fn saga_record_ids(log: &Arc<dyn EventLog>) -> BTreeSet<(String, uuid::Uuid)> {
-    let mut ids = BTreeSet::new();
-    for topic in [Topic::Orders, Topic::Inventory, Topic::Payments, Topic::Decisions, Topic::Carts] {
+/// The topics the saga writes.
+const SAGA_TOPICS: [Topic; 5] = [Topic::Orders, Topic::Inventory, Topic::Payments, Topic::Decisions, Topic::Carts];
+
+/// Every record now on the saga's topics: (topic, partition, offset, raw JSON, event).
+async fn saga_records(log: &Arc<dyn EventLog>) -> Vec<(&'static str, u32, u64, String, shopflow_events::Envelope)> {
+    let mut out = Vec::new();
+    for topic in SAGA_TOPICS {
         let ends = log.end_offsets(topic.name()).await.unwrap();
         let total: u64 = ends.iter().sum();
         let starts: Vec<Position> = (0..ends.len() as u32).map(|p| Position::new(topic.name(), p, 0)).collect();
@@ -189,38 +192,19 @@ async fn saga_record_ids(log: &Arc<dyn EventLog>) -> BTreeSet<(String, uuid::Uui
             for record in reader.poll(1_000, Duration::from_millis(200)).unwrap() {
                 if record.offset < ends[record.partition as usize] {
                     read += 1;
-                    let envelope = shopflow_events::Envelope::decode(record.value.as_deref().unwrap()).unwrap();
-                    ids.insert((envelope.event.type_name().to_owned(), envelope.id));
-                }
-            }
-        }
-    }
-    ids
-}
-
-/// Every record of the saga's topics whose JSON mentions `id`: (topic, partition, offset, event).
-async fn records_mentioning(log: &Arc<dyn EventLog>, id: &str) -> Vec<(String, u32, u64, shopflow_events::Envelope)> {
-    let mut out = Vec::new();
-    for topic in [Topic::Orders, Topic::Inventory, Topic::Payments, Topic::Decisions] {
-        let ends = log.end_offsets(topic.name()).await.unwrap();
-        let total: u64 = ends.iter().sum();
-        let starts: Vec<Position> = (0..ends.len() as u32).map(|p| Position::new(topic.name(), p, 0)).collect();
-        let mut reader = log.reader(&starts).unwrap();
-        let mut read = 0;
-        while read < total {
-            for record in reader.poll(1_000, Duration::from_millis(200)).unwrap() {
-                if record.offset < ends[record.partition as usize] {
-                    read += 1;
                     let value = record.value.as_deref().unwrap();
-                    if String::from_utf8_lossy(value).contains(id) {
-                        let envelope = shopflow_events::Envelope::decode(value).unwrap();
-                        out.push((topic.name().to_owned(), record.partition, record.offset, envelope));
-                    }
+                    let envelope = shopflow_events::Envelope::decode(value).unwrap();
+                    out.push((topic.name(), record.partition, record.offset, String::from_utf8_lossy(value).into_owned(), envelope));
                 }
             }
         }
     }
     out
+}
+
+/// The (type, id) of every record on the saga's topics.
+async fn saga_record_ids(log: &Arc<dyn EventLog>) -> BTreeSet<(String, uuid::Uuid)> {
+    saga_records(log).await.into_iter().map(|(_, _, _, _, e)| (e.event.type_name().to_owned(), e.id)).collect()
 }
 
 /// A token covering everything now in the views' source topics.
@@ -355,7 +339,7 @@ async fn a_pipeline_restarted_from_nothing_replays_the_order_log_to_the_same_dec
             // What the log says about it, to tell a replay that decided differently from a
             // read that was not what its token promised.
             let id = key.rsplit(' ').next().unwrap();
-            for (topic, partition, offset, envelope) in records_mentioning(&log, id).await {
+            for (topic, partition, offset, _, envelope) in saga_records(&log).await.into_iter().filter(|r| r.3.contains(id)) {
                 eprintln!("{topic}/{partition}@{offset}: {} {} ts {}", envelope.event.type_name(), envelope.id, envelope.ts);
             }
             let (_, late) = send(reqwest::Method::GET, &app.base, &format!("/api/v1/{}s/{id}", key.split(' ').next().unwrap()), None).await;
