@@ -204,6 +204,26 @@ impl AppState {
         self.views.progress.wait_for(positions, bound).await.map_err(|_| Unsettled::TimedOut)
     }
 
+    /// Waits until the views have passed everything `topic` holds now, within `write_timeout`:
+    /// before a replica answers "there is no such thing" about what a client may have just
+    /// written through another replica (its views a few milliseconds behind). Not in time:
+    /// `503 decision_pending`, never a wrong "no".
+    pub(crate) async fn catch_up(&self, topic: Topic) -> Result<(), ApiError> {
+        let ends = tokio::time::timeout(self.config.write_timeout, self.log.end_offsets(topic.name()))
+            .await
+            .map_err(|_| ApiError::LogUnavailable)??;
+        let last: Vec<Position> = ends
+            .iter()
+            .enumerate()
+            .filter(|(_, end)| **end > 0)
+            .map(|(partition, end)| Position::new(topic.name(), partition as u32, end - 1))
+            .collect();
+        self.await_passed(&last, self.config.write_timeout).await.map_err(|_| {
+            tracing::warn!(topic = topic.name(), "views did not catch up with the log in time");
+            ApiError::DecisionPending
+        })
+    }
+
     /// Refuses positions no view will ever pass, so such a read does not wait its full bound.
     fn check_token(&self, token: &ConsistencyToken) -> Result<(), ApiError> {
         let topics = &self.config.source_topics;

@@ -16,7 +16,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use shopflow_events::types::{Role, SessionRefreshed, SessionRevoked, SessionStarted, UserRegistered};
-use shopflow_events::{Event, Id};
+use shopflow_events::{Event, Id, Topic};
 use shopflow_views::AccountRow;
 
 use crate::auth::password::{MAX_LEN, MIN_LEN};
@@ -179,7 +179,15 @@ pub async fn login(
     state.limiters.admit_credentials(ip)?;
     let account_key = shopflow_events::normalize_email(&body.email);
     state.limiters.logins.check(&account_key, ip)?;
-    let account = state.views.accounts.get(&shopflow_events::user_id_for_email(&body.email));
+    let user_id = shopflow_events::user_id_for_email(&body.email);
+    let account = match state.views.accounts.get(&user_id) {
+        Some(account) => Some(account),
+        // Registered a moment ago through another replica: unknown only once ours caught up.
+        None => {
+            state.catch_up(Topic::Users).await?;
+            state.views.accounts.get(&user_id)
+        }
+    };
     let verified = state.auth.passwords.verify(body.password, account.as_ref().map(|a| a.password_hash.clone())).await?;
     let Some(account) = account.filter(|_| verified) else {
         state.limiters.logins.failed(&account_key, ip);
@@ -247,7 +255,15 @@ pub async fn refresh(
     state.limiters.admit_credentials(ip)?;
     const UNKNOWN: ApiError = ApiError::InvalidRefreshToken("unknown or expired refresh token");
     let session_id = RefreshToken::session_of(&body.refresh_token).ok_or(UNKNOWN)?;
-    let session = state.views.sessions.get(&session_id).ok_or(UNKNOWN)?;
+    let session = match state.views.sessions.get(&session_id) {
+        Some(session) => session,
+        // Signed in (or rotated) a moment ago through another replica, whose views are ahead
+        // of ours: an unknown session is only unknown once ours have caught up.
+        None => {
+            state.catch_up(Topic::Users).await?;
+            state.views.sessions.get(&session_id).ok_or(UNKNOWN)?
+        }
+    };
     if session.revoked.is_some() {
         return Err(ApiError::InvalidRefreshToken("the session is revoked; sign in again"));
     }
