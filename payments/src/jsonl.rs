@@ -2,10 +2,18 @@
 //! outbox. An append is one write of whole lines and an fsync; only then is it acknowledged.
 //! So at open, an unterminated last line is a write cut short by a crash, never acknowledged,
 //! and is cut off; any other line that does not parse is corruption and an error.
+//!
+//! Writers that answer many callers at once (the gateway) write under their own lock and make
+//! the write durable outside it with [`Syncer::sync_to`]: group commit, one fsync for every
+//! write made while the previous fsync ran, instead of one fsync per write under the lock.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,6 +25,42 @@ pub(crate) struct JsonlFile {
     file: File,
     /// Bytes known good: a failed append is cut back to here.
     len: u64,
+    syncer: Arc<Syncer>,
+}
+
+/// Makes what a [`JsonlFile`] wrote durable, callable without the writer's lock.
+pub(crate) struct Syncer {
+    path: PathBuf,
+    file: File,
+    /// End of the bytes written so far.
+    written: AtomicU64,
+    /// End of the bytes known durable; held while an fsync runs, so callers that arrive
+    /// meanwhile wait for it and then find their bytes covered, or share the next one.
+    synced: Mutex<u64>,
+    /// fsyncs made (the gateway's stats: how many writes each one covered).
+    syncs: AtomicU64,
+}
+
+impl Syncer {
+    /// Returns once every byte before `end` is durable.
+    pub fn sync_to(&self, end: u64) -> Result<(), PaymentsError> {
+        let mut synced = self.synced.lock();
+        if *synced >= end {
+            return Ok(());
+        }
+        // Everything written by now is covered by this fsync, not only the caller's bytes.
+        let target = self.written.load(Ordering::Acquire);
+        self.file
+            .sync_data()
+            .map_err(|source| PaymentsError::Io { what: "sync", path: self.path.clone(), source })?;
+        *synced = target;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
 }
 
 impl JsonlFile {
@@ -37,27 +81,51 @@ impl JsonlFile {
             // The new file's directory entry must survive a crash too.
             File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync the directory of"))?;
         }
-        Ok((Self { path: path.to_path_buf(), file, len: good }, entries))
+        let syncer = Arc::new(Syncer {
+            path: path.to_path_buf(),
+            file: file.try_clone().map_err(io("open"))?,
+            written: AtomicU64::new(good),
+            synced: Mutex::new(good),
+            syncs: AtomicU64::new(0),
+        });
+        Ok((Self { path: path.to_path_buf(), file, len: good, syncer }, entries))
     }
 
     /// Appends the items as lines and fsyncs them. On failure nothing counts as written (the
     /// file is cut back), so the caller may try again.
     pub fn append<T: Serialize>(&mut self, items: &[T]) -> Result<(), PaymentsError> {
+        let end = self.write(items)?;
+        self.syncer.sync_to(end)
+    }
+
+    /// Writes the items as lines without waiting for them to be durable; returns the end
+    /// offset to pass to [`Syncer::sync_to`] before acknowledging them. On failure nothing
+    /// counts as written (the file is cut back).
+    pub fn write<T: Serialize>(&mut self, items: &[T]) -> Result<u64, PaymentsError> {
         if items.is_empty() {
-            return Ok(());
+            return Ok(self.len);
         }
         let mut bytes = Vec::new();
         for item in items {
             serde_json::to_writer(&mut bytes, item).expect("our lines always serialise");
             bytes.push(b'\n');
         }
-        let written = self.file.write_all(&bytes).and_then(|()| self.file.sync_data());
-        if let Err(source) = written {
+        if let Err(source) = self.file.write_all(&bytes) {
             let _ = self.file.set_len(self.len);
             return Err(PaymentsError::Io { what: "append to", path: self.path.clone(), source });
         }
         self.len += bytes.len() as u64;
-        Ok(())
+        self.syncer.written.store(self.len, Ordering::Release);
+        Ok(self.len)
+    }
+
+    /// End of the bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.len
+    }
+
+    pub fn syncer(&self) -> Arc<Syncer> {
+        self.syncer.clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -104,6 +172,26 @@ mod tests {
         f.append(&[4u32]).unwrap();
         let (all, _) = read_lines::<u32>(&path).unwrap();
         assert_eq!(all, [1, 2, 4]);
+    }
+
+    #[test]
+    fn one_fsync_covers_every_write_made_before_it_and_no_write_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        let (mut file, _) = JsonlFile::open::<u32>(&path).unwrap();
+        let syncer = file.syncer();
+        let first = file.write(&[1u32]).unwrap();
+        let second = file.write(&[2u32]).unwrap();
+        syncer.sync_to(first).unwrap();
+        assert_eq!(syncer.syncs(), 1);
+        // The second writer finds its line covered by the first writer's fsync.
+        syncer.sync_to(second).unwrap();
+        assert_eq!(syncer.syncs(), 1);
+        // A line written after that fsync needs one of its own.
+        let third = file.write(&[3u32]).unwrap();
+        syncer.sync_to(third).unwrap();
+        assert_eq!(syncer.syncs(), 2);
+        assert_eq!(read_lines::<u32>(&path).unwrap().0, [1, 2, 3]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The gateway's durable memory: an append-only JSON Lines file (`ledger.jsonl`, written
-//! as the crate's `jsonl` module writes: whole lines, fsynced), one entry per token made, charge decided and refund made, fsynced before
-//! the gateway answers. At start it is read back, so the same idempotency key gets the same answer after a restart
-//! and a charge is never made twice.
+//! as the crate's `jsonl` module writes: whole lines), one entry per token made, charge
+//! decided and refund made, fsynced before the gateway answers (group commit: the gateway
+//! decides under its lock and syncs outside it). At start it is read back, so the same
+//! idempotency key gets the same answer after a restart and a charge is never made twice.
 //!
 //! Only what the first answer needs is recorded: successes and declines (a decline is an
 //! answer too), never transient failures or refused requests, which are not outcomes.
@@ -12,7 +13,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::cards::CardInfo;
-use crate::jsonl::{read_lines, JsonlFile};
+use std::sync::Arc;
+
+use crate::jsonl::{read_lines, JsonlFile, Syncer};
 use crate::PaymentsError;
 
 pub const LEDGER_FILE: &str = "ledger.jsonl";
@@ -127,12 +130,25 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Writes the entry and fsyncs it, then applies it. On failure nothing is applied, so the
-    /// caller may answer "try again".
+    /// Writes the entry and applies it; it is durable once [`Ledger::syncer`] has synced to
+    /// [`Ledger::written`], which the gateway does before answering anyone about it. On a
+    /// failed write nothing is applied, so the caller may answer "try again". (A failed sync
+    /// leaves the entry applied but unanswered: a retry answers it once a sync succeeds, and
+    /// after a crash it is either in the file or was never answered; both are consistent.)
     pub fn append(&mut self, entry: Entry) -> Result<(), PaymentsError> {
-        self.file.append(std::slice::from_ref(&entry))?;
+        self.file.write(std::slice::from_ref(&entry))?;
         self.apply(entry);
         Ok(())
+    }
+
+    /// End of what was written so far: every answer waits for the ledger to be durable to
+    /// here, so nothing is answered from an entry a crash could still lose.
+    pub fn written(&self) -> u64 {
+        self.file.written()
+    }
+
+    pub(crate) fn syncer(&self) -> Arc<Syncer> {
+        self.file.syncer()
     }
 
     fn apply(&mut self, entry: Entry) {

@@ -10,7 +10,7 @@
 //! | `GET /healthz` | `200` |
 //!
 //! Charges and refunds are idempotent by key, across restarts: the first outcome is written to
-//! the ledger (fsynced) before it is answered, and a repeat gets it back (header
+//! the ledger (fsynced, one fsync for the writes of many concurrent requests) before it is answered, and a repeat gets it back (header
 //! `Idempotent-Replayed: true`) without charging again. Errors are
 //! `{"error":{"code":"...","message":"..."}}`. A card number is checked and dropped: it is
 //! never logged, stored or echoed (not even in a parse error).
@@ -58,6 +58,8 @@ pub struct GatewayStats {
     pub replays: u64,
     /// Transient failures served.
     pub transient_failures: u64,
+    /// fsyncs of the ledger: fewer than the writes when concurrent requests shared them.
+    pub ledger_syncs: u64,
 }
 
 /// An error answer.
@@ -262,6 +264,8 @@ fn check_currency(currency: &str) -> Result<(), Failure> {
 
 struct Shared {
     core: Mutex<Core>,
+    /// Syncs the ledger outside `core`'s lock, so concurrent charges share fsyncs.
+    syncer: Arc<crate::jsonl::Syncer>,
     latency: Duration,
 }
 
@@ -269,18 +273,38 @@ impl Shared {
     /// Runs one operation as a processor would: half the latency, the decision (recorded and
     /// fsynced on a blocking thread, which finishes even if the client hangs up), the other
     /// half. A client that dies in the second half has been charged without hearing of it.
-    async fn process<T: Send + 'static>(self: &Arc<Self>, op: impl FnOnce(&mut Core) -> T + Send + 'static) -> T {
+    async fn process<T: Send + 'static>(
+        self: &Arc<Self>,
+        op: impl FnOnce(&mut Core) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, Failure> {
         let before = self.latency / 2;
         if !before.is_zero() {
             tokio::time::sleep(before).await;
         }
         let shared = self.clone();
-        let out = tokio::task::spawn_blocking(move || op(&mut shared.core.lock())).await.expect("gateway operations do not panic");
+        let out = tokio::task::spawn_blocking(move || shared.decide(op)).await.expect("gateway operations do not panic");
         let after = self.latency - before;
         if !after.is_zero() {
             tokio::time::sleep(after).await;
         }
         out
+    }
+
+    /// Decides under the lock, then waits (outside it) until the ledger is durable up to
+    /// everything written by then: the answer may rest on this decision or on an earlier one
+    /// still being synced (a repeated key answered from the ledger).
+    fn decide<T>(&self, op: impl FnOnce(&mut Core) -> Result<T, Failure>) -> Result<T, Failure> {
+        let (out, written) = {
+            let mut core = self.core.lock();
+            let out = op(&mut core);
+            (out, core.ledger.written())
+        };
+        self.syncer.sync_to(written).map_err(unavailable)?;
+        out
+    }
+
+    fn stats(&self) -> GatewayStats {
+        GatewayStats { ledger_syncs: self.syncer.syncs(), ..self.core.lock().stats.clone() }
     }
 }
 
@@ -296,6 +320,7 @@ impl Gateway {
             .await
             .map_err(|e| PaymentsError::Stopped(format!("loading the ledger: {e}")))??;
         let shared = Arc::new(Shared {
+            syncer: ledger.syncer(),
             core: Mutex::new(Core { ledger, transient: HashMap::new(), stats: GatewayStats::default() }),
             latency: Duration::from_millis(config.latency_ms),
         });
@@ -341,7 +366,7 @@ impl RunningGateway {
     }
 
     pub fn stats(&self) -> GatewayStats {
-        self.shared.core.lock().stats.clone()
+        self.shared.stats()
     }
 
     /// Stops accepting, lets requests in flight finish (bounded), and returns.
@@ -396,7 +421,7 @@ async fn tokenize(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     // No latency: tokenizing is the customer waiting at checkout, not the saga.
     let shared2 = shared.clone();
-    let answer = tokio::task::spawn_blocking(move || shared2.core.lock().tokenize(request)).await.expect("no panic");
+    let answer = tokio::task::spawn_blocking(move || shared2.decide(|core| core.tokenize(request))).await.expect("no panic");
     match answer {
         Ok(token) => {
             tracing::info!(brand = %token.brand, last4 = %token.last4, "card tokenized");
@@ -448,7 +473,7 @@ async fn ledger_listing(State(shared): State<Arc<Shared>>) -> Json<LedgerListing
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Json<GatewayStats> {
-    Json(shared.core.lock().stats.clone())
+    Json(shared.stats())
 }
 
 fn replay_header(mut response: Response, replayed: bool) -> Response {
