@@ -14,7 +14,7 @@ mod source;
 mod worker;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,10 @@ pub struct PipelineConfig {
     /// Where snapshots are written.
     pub data_dir: PathBuf,
     pub snapshot_interval_ms: u64,
-    /// How often an idle worker still seals an epoch, so the frontier keeps moving.
+    /// How often an idle worker still seals an epoch, so the frontier keeps moving (time
+    /// windows retire, deadlines are checked, markers flow). Records read by a worker of the
+    /// same process do not wait for it: the others seal at once (`Shared::data_epoch`). In a
+    /// cluster, workers of other processes do, so a clustered pipeline wants it short.
     pub idle_tick_ms: u64,
     /// Most records read into one epoch.
     pub max_batch: usize,
@@ -193,7 +196,7 @@ pub fn start(
     let (done, finished) = crossbeam_channel::unbounded();
     let local_workers = config.workers.max(1);
     let clustered = config.addresses.len() > 1;
-    let shared = Arc::new(Shared { config, log, views, partitions, stop: stop.clone() });
+    let shared = Arc::new(Shared { config, log, views, partitions, stop: stop.clone(), data_epoch: AtomicU64::new(0) });
     let guards = timely::execute(
         timely::Config { communication, worker: WorkerConfig::default() },
         move |worker| {
@@ -216,6 +219,11 @@ pub(crate) struct Shared {
     views: Option<Arc<Views>>,
     partitions: Vec<(String, u32)>,
     stop: Arc<AtomicBool>,
+    /// The newest epoch a worker of this process sealed with records in it. The frontier
+    /// passes an epoch only once every worker has sealed it, so an idle worker seals as soon
+    /// as it sees this reach its open epoch, instead of holding the others' records back
+    /// until its idle tick (workers in other processes still wait for theirs).
+    data_epoch: AtomicU64,
 }
 
 fn now_ms() -> Epoch {

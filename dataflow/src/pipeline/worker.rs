@@ -100,9 +100,11 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         machine.apply(&records, &mut changes, &mut side);
         inputs.insert(&mut changes);
 
-        if source.epoch_complete(epoch_read || last_seal.elapsed() >= idle_tick) {
+        let holding_back = epoch <= shared.data_epoch.load(Ordering::Acquire);
+        if source.epoch_complete(epoch_read || holding_back || last_seal.elapsed() >= idle_tick) {
             let offsets = machine.positions();
             if epoch_read {
+                shared.data_epoch.fetch_max(epoch, Ordering::AcqRel);
                 side.push(RemapEntry { worker: index, peers, epoch, offsets: offsets.clone() }.record());
                 if source.is_replaying() {
                     // A replayed epoch's remap entry is durable already (replay follows it), and
