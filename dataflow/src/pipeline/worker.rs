@@ -90,12 +90,21 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         while in_flight.front().is_some_and(|e| !probe.less_equal(e)) {
             in_flight.pop_front();
         }
+        // Nothing in flight: the poll waits (up to 1 ms) for records. Epochs in flight: it
+        // only looks, and when there is nothing to read the worker parks until the dataflow
+        // has work (messages from the other workers wake it) or 1 ms passes. Polling without
+        // waiting and stepping in a loop spun both workers at a full core each whenever an
+        // epoch was in flight, which at 100 orders/s over HTTP was most of the time: CPU the
+        // server, payment worker and gateway then waited for.
         let wait = if in_flight.is_empty() { Duration::from_millis(1) } else { Duration::ZERO };
         let polled = if in_flight.len() < MAX_IN_FLIGHT { source.poll(shared.config.max_batch, wait)? } else { None };
-        let records = polled.unwrap_or_else(|| {
-            worker.step_or_park(Some(Duration::from_millis(1)));
-            Vec::new()
-        });
+        let records = match polled {
+            Some(records) if !records.is_empty() || in_flight.is_empty() => records,
+            _ => {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+                Vec::new()
+            }
+        };
         epoch_read |= !records.is_empty();
         machine.apply(&records, &mut changes, &mut side);
         inputs.insert(&mut changes);
