@@ -71,13 +71,19 @@ pub(crate) async fn run(config: &CommerceConfig) -> anyhow::Result<OrdersResult>
     if let Some(top) = config.rates.iter().copied().reduce(f64::max) {
         waits.push(("reservation", top));
     }
+    // A short unmeasured run first, at the lowest rate: the first orders of a fresh shop pay
+    // once for what later ones find ready (connections to the gateway, the payment worker's
+    // first poll, first allocations of every view), and that is not the steady latency.
+    let warm_up = config.rates.iter().copied().reduce(f64::min).map(|rate| ("decision", rate, WARM_UP_SECS, true));
+    let measured = waits.into_iter().map(|(wait, rate)| (wait, rate, config.duration.as_secs_f64(), false));
     // Probe products for every run, each ordered once.
-    let plans: Vec<Plan> = waits
+    let plans: Vec<Plan> = warm_up
         .into_iter()
-        .map(|(wait, rate)| {
-            let requests = shop::requests(rate, config.duration.as_secs_f64());
+        .chain(measured)
+        .map(|(wait, rate, secs, warm_up)| {
+            let requests = shop::requests(rate, secs);
             let every = shop::probe_every(rate, config.probes_per_sec);
-            Plan { wait, rate, requests, probes: requests.div_ceil(every) }
+            Plan { wait, rate, requests, probes: requests.div_ceil(every), warm_up }
         })
         .collect();
     let probes: u64 = plans.iter().map(|p| p.probes).sum();
@@ -129,13 +135,18 @@ struct Plan {
     rate: f64,
     requests: u64,
     probes: u64,
+    /// Run, settled and discarded.
+    warm_up: bool,
 }
+
+/// Length of the unmeasured first run.
+pub(crate) const WARM_UP_SECS: f64 = 3.0;
 
 async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &[Plan], view_seen: &SeenAt) -> anyhow::Result<Vec<RateRun>> {
     let tokens = Arc::new(stack.tokens.clone());
     let mut runs = Vec::new();
     let mut probe_base = 0u64;
-    for (index, &Plan { wait, rate, requests, probes }) in plans.iter().enumerate() {
+    for (index, &Plan { wait, rate, requests, probes, warm_up }) in plans.iter().enumerate() {
         let every = shop::probe_every(rate, config.probes_per_sec);
         // Built before the clock starts, so generation never delays a send.
         let jobs: Vec<Job> = (0..requests)
@@ -201,10 +212,13 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
             cpu_by_thread,
             machine_load,
         };
-        tracing::info!(wait, rate, p50_ms = run.latency.p50_ms, p99_ms = run.latency.p99_ms, answered_rate = run.answered_rate.round(),
+        tracing::info!(wait, rate, warm_up, p50_ms = run.latency.p50_ms, p99_ms = run.latency.p99_ms, answered_rate = run.answered_rate.round(),
             fresh_p99_ms = ?run.freshness.view.p99_ms, "commerce order run measured");
-        runs.push(run);
         probe_base += probes;
+        if warm_up {
+            continue;
+        }
+        runs.push(run);
     }
     Ok(runs)
 }

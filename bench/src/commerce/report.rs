@@ -93,8 +93,9 @@ pub(crate) fn markdown(r: &CommerceResult) -> String {
             About {:.0} probe orders/s each buy one unit of a product nothing else buys; freshness is from that order's `payment.charge_succeeded` record \
             (envelope time, ms) until the top-sellers view has the unit (in process, `Views::on_change`) or an SSE client of \
             `/api/v1/top-sellers/stream?category=<probe category>` reads it. The last run repeats the highest rate with \
-            `wait=reservation` (answered once the stock is held: the shop's own path without the payment worker and the simulated gateway).\n",
-            o.workers, o.partitions, o.idle_tick_ms, o.products, o.customers, o.order_wait_max_ms, o.probes_per_sec);
+            `wait=reservation` (answered once the stock is held: the shop's own path without the payment worker and the simulated gateway). \
+            Before the first run, an unmeasured {:.0} s run at the lowest rate warms the shop up (first connections, first allocations).\n",
+            o.workers, o.partitions, o.idle_tick_ms, o.products, o.customers, o.order_wait_max_ms, o.probes_per_sec, super::orders::WARM_UP_SECS);
         let _ = writeln!(s, "| wait | target/s | answered/s | p50 | p90 | p99 | max | service p99 | statuses | outcomes | fresh view p50 / p99 | fresh SSE p50 / p99 | answer→view p50 | CPU cores (this process) | other processes' cores |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for run in &o.runs {
