@@ -6,10 +6,6 @@ use anyhow::{anyhow, bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// A minimal HTTP/1.1 keep-alive client: one request at a time, bodies framed by
-/// content-length or chunked. Hand-written rather than reqwest because the binary does not
-/// depend on an HTTP client and because the load generator shares the cores with the server:
-/// the less CPU it takes per request, the less it distorts what it measures.
 /// The serving configuration of an in-process benchmark server: any free port, every source
 /// topic, a random signing key, and rate limits off (a benchmark is one very busy client:
 /// what is measured is the route, not the limiter's refusals).
@@ -24,6 +20,10 @@ pub(crate) fn serving_config() -> shopflow_serving::ServingConfig {
     serving
 }
 
+/// A minimal HTTP/1.1 keep-alive client: one request at a time, bodies framed by
+/// content-length or chunked. Hand-written rather than reqwest because the binary does not
+/// depend on an HTTP client and because the load generator shares the cores with the server:
+/// the less CPU it takes per request, the less it distorts what it measures.
 pub(crate) struct Connection {
     io: BufReader<TcpStream>,
     line: String,
