@@ -204,11 +204,20 @@ impl AppState {
         self.views.progress.wait_for(positions, bound).await.map_err(|_| Unsettled::TimedOut)
     }
 
-    /// Waits until the views have passed everything `topic` holds now, within `write_timeout`:
-    /// before a replica answers "there is no such thing" about what a client may have just
-    /// written through another replica (its views a few milliseconds behind). Not in time:
-    /// `503 decision_pending`, never a wrong "no".
-    pub(crate) async fn catch_up(&self, topic: Topic) -> Result<(), ApiError> {
+    /// `find` in this replica's views; on a miss, again once the views have caught up with
+    /// `topic`. What a client made a moment ago through another replica (signed up, signed in,
+    /// rotated a token) may not have reached ours yet: it is only missing once they caught up.
+    pub(crate) async fn find_caught_up<T>(&self, topic: Topic, find: impl Fn() -> Option<T>) -> Result<Option<T>, ApiError> {
+        if let Some(found) = find() {
+            return Ok(Some(found));
+        }
+        self.catch_up(topic).await?;
+        Ok(find())
+    }
+
+    /// Waits until the views have passed everything `topic` holds now, within `write_timeout`.
+    /// Not in time: `503 decision_pending`, never a wrong "no".
+    async fn catch_up(&self, topic: Topic) -> Result<(), ApiError> {
         let ends = tokio::time::timeout(self.config.write_timeout, self.log.end_offsets(topic.name()))
             .await
             .map_err(|_| ApiError::LogUnavailable)??;

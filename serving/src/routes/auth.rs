@@ -180,14 +180,7 @@ pub async fn login(
     let account_key = shopflow_events::normalize_email(&body.email);
     state.limiters.logins.check(&account_key, ip)?;
     let user_id = shopflow_events::user_id_for_email(&body.email);
-    let account = match state.views.accounts.get(&user_id) {
-        Some(account) => Some(account),
-        // Registered a moment ago through another replica: unknown only once ours caught up.
-        None => {
-            state.catch_up(Topic::Users).await?;
-            state.views.accounts.get(&user_id)
-        }
-    };
+    let account = state.find_caught_up(Topic::Users, || state.views.accounts.get(&user_id)).await?;
     let verified = state.auth.passwords.verify(body.password, account.as_ref().map(|a| a.password_hash.clone())).await?;
     let Some(account) = account.filter(|_| verified) else {
         state.limiters.logins.failed(&account_key, ip);
@@ -255,15 +248,7 @@ pub async fn refresh(
     state.limiters.admit_credentials(ip)?;
     const UNKNOWN: ApiError = ApiError::InvalidRefreshToken("unknown or expired refresh token");
     let session_id = RefreshToken::session_of(&body.refresh_token).ok_or(UNKNOWN)?;
-    let session = match state.views.sessions.get(&session_id) {
-        Some(session) => session,
-        // Signed in (or rotated) a moment ago through another replica, whose views are ahead
-        // of ours: an unknown session is only unknown once ours have caught up.
-        None => {
-            state.catch_up(Topic::Users).await?;
-            state.views.sessions.get(&session_id).ok_or(UNKNOWN)?
-        }
-    };
+    let session = state.find_caught_up(Topic::Users, || state.views.sessions.get(&session_id)).await?.ok_or(UNKNOWN)?;
     if session.revoked.is_some() {
         return Err(ApiError::InvalidRefreshToken("the session is revoked; sign in again"));
     }
