@@ -23,8 +23,7 @@ use crate::PaymentsError;
 pub(crate) struct JsonlFile {
     path: PathBuf,
     file: File,
-    /// Bytes known good: a failed append is cut back to here.
-    len: u64,
+    /// Its `written` is the end of the bytes known good: a failed write is cut back to there.
     syncer: Arc<Syncer>,
 }
 
@@ -32,7 +31,7 @@ pub(crate) struct JsonlFile {
 pub(crate) struct Syncer {
     path: PathBuf,
     file: File,
-    /// End of the bytes written so far.
+    /// End of the bytes written so far (stored by the one writer, read by syncing callers).
     written: AtomicU64,
     /// End of the bytes known durable; held while an fsync runs, so callers that arrive
     /// meanwhile wait for it and then find their bytes covered, or share the next one.
@@ -88,7 +87,7 @@ impl JsonlFile {
             synced: Mutex::new(good),
             syncs: AtomicU64::new(0),
         });
-        Ok((Self { path: path.to_path_buf(), file, len: good, syncer }, entries))
+        Ok((Self { path: path.to_path_buf(), file, syncer }, entries))
     }
 
     /// Appends the items as lines and fsyncs them. On failure nothing counts as written (the
@@ -102,8 +101,9 @@ impl JsonlFile {
     /// offset to pass to [`Syncer::sync_to`] before acknowledging them. On failure nothing
     /// counts as written (the file is cut back).
     pub fn write<T: Serialize>(&mut self, items: &[T]) -> Result<u64, PaymentsError> {
+        let len = self.written();
         if items.is_empty() {
-            return Ok(self.len);
+            return Ok(len);
         }
         let mut bytes = Vec::new();
         for item in items {
@@ -111,17 +111,17 @@ impl JsonlFile {
             bytes.push(b'\n');
         }
         if let Err(source) = self.file.write_all(&bytes) {
-            let _ = self.file.set_len(self.len);
+            let _ = self.file.set_len(len);
             return Err(PaymentsError::Io { what: "append to", path: self.path.clone(), source });
         }
-        self.len += bytes.len() as u64;
-        self.syncer.written.store(self.len, Ordering::Release);
-        Ok(self.len)
+        let end = len + bytes.len() as u64;
+        self.syncer.written.store(end, Ordering::Release);
+        Ok(end)
     }
 
     /// End of the bytes written so far.
     pub fn written(&self) -> u64 {
-        self.len
+        self.syncer.written.load(Ordering::Acquire)
     }
 
     pub fn syncer(&self) -> Arc<Syncer> {

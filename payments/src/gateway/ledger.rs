@@ -9,12 +9,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::cards::CardInfo;
-use std::sync::Arc;
-
 use crate::jsonl::{read_lines, JsonlFile, Syncer};
 use crate::PaymentsError;
 

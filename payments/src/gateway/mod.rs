@@ -10,9 +10,9 @@
 //! | `GET /healthz` | `200` |
 //!
 //! Charges and refunds are idempotent by key, across restarts: the first outcome is written to
-//! the ledger (fsynced, one fsync for the writes of many concurrent requests) before it is answered, and a repeat gets it back (header
-//! `Idempotent-Replayed: true`) without charging again. Errors are
-//! `{"error":{"code":"...","message":"..."}}`. A card number is checked and dropped: it is
+//! the ledger (fsynced, one fsync for the writes of many concurrent requests) before it is
+//! answered, and a repeat gets it back (header `Idempotent-Replayed: true`) without charging
+//! again. Errors are `{"error":{"code":"...","message":"..."}}`. A card number is checked and dropped: it is
 //! never logged, stored or echoed (not even in a parse error).
 
 pub mod api;
