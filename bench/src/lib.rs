@@ -88,6 +88,10 @@ pub struct BenchArgs {
     /// epoch, which paces the saga's steps) [default: the pipeline's default].
     #[arg(long)]
     pub commerce_idle_tick_ms: Option<u64>,
+    /// Any other pipeline setting of the commerce suite, `field=value` (repeatable), e.g.
+    /// `--commerce-pipeline epochs_in_flight=2`.
+    #[arg(long)]
+    pub commerce_pipeline: Vec<String>,
     /// Concurrent HTTP clients of the recommend suite (one keep-alive connection each).
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -267,6 +271,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let mut commerce_config =
             commerce::CommerceConfig::new(args.quick, args.commerce_orders, args.commerce_rates.clone(), args.commerce_duration, &config);
         commerce_config.idle_tick_ms = args.commerce_idle_tick_ms;
+        commerce_config.pipeline_overrides = args.commerce_pipeline.clone();
+        commerce_config.check_overrides().map_err(anyhow::Error::msg)?;
         let result = commerce::run(&commerce_config, &config, &backends).await;
         commerce::write(&result, &args.out)?;
     }

@@ -48,6 +48,8 @@ pub struct CommerceConfig {
     pub timeout: Duration,
     /// Overrides the pipeline's `idle_tick_ms`.
     pub idle_tick_ms: Option<u64>,
+    /// Overrides of other pipeline settings, `field=value` (value as JSON, else a string).
+    pub pipeline_overrides: Vec<String>,
 }
 
 impl CommerceConfig {
@@ -56,7 +58,12 @@ impl CommerceConfig {
         if let Some(ms) = self.idle_tick_ms {
             config.idle_tick_ms = ms;
         }
-        config
+        apply_overrides(config, &self.pipeline_overrides).expect("overrides are checked before the suite runs")
+    }
+
+    /// Checks the pipeline overrides against the pipeline's settings.
+    pub fn check_overrides(&self) -> Result<(), String> {
+        apply_overrides(Default::default(), &self.pipeline_overrides).map(drop)
     }
 
     pub fn new(quick: bool, orders: Option<u64>, rates: Option<Vec<f64>>, duration: Option<f64>, suite: &SuiteConfig) -> Self {
@@ -73,8 +80,26 @@ impl CommerceConfig {
             scratch: suite.scratch.clone(),
             timeout: suite.timeout,
             idle_tick_ms: None,
+            pipeline_overrides: Vec::new(),
         }
     }
+}
+
+/// `config` with each `field=value` of `overrides` set (the value as JSON, else a string).
+fn apply_overrides(
+    config: shopflow_dataflow::pipeline::PipelineConfig,
+    overrides: &[String],
+) -> Result<shopflow_dataflow::pipeline::PipelineConfig, String> {
+    if overrides.is_empty() {
+        return Ok(config);
+    }
+    let mut fields = serde_json::to_value(&config).map_err(|e| e.to_string())?;
+    for assignment in overrides {
+        let (field, value) = assignment.split_once('=').ok_or_else(|| format!("{assignment:?} is not field=value"))?;
+        let slot = fields.get_mut(field).ok_or_else(|| format!("the pipeline has no setting {field:?}"))?;
+        *slot = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    }
+    serde_json::from_value(fields).map_err(|e| format!("pipeline overrides: {e}"))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -10,6 +10,7 @@
 //! (`crate::remap`).
 
 mod machine;
+mod side;
 mod source;
 mod worker;
 
@@ -49,6 +50,12 @@ pub struct PipelineConfig {
     pub idle_tick_ms: u64,
     /// Most records read into one epoch.
     pub max_batch: usize,
+    /// Most epochs a worker lets into the dataflow at once before sealing records into
+    /// another. While that many are in flight, records read join the open epoch (up to
+    /// `max_batch`, then reading waits): under load epochs grow rather than multiply, because
+    /// every epoch costs every operator a frontier step whatever it carries. 1 measured best
+    /// on 2 cores (docs/benchmarks/2026-12-07-commerce-session7.md).
+    pub epochs_in_flight: usize,
     /// Export views to changelog topics (scale-out mode).
     pub export_changelogs: bool,
     /// Partition count of the changelog topics.
@@ -78,6 +85,7 @@ impl Default for PipelineConfig {
             snapshot_interval_ms: 10_000,
             idle_tick_ms: 10,
             max_batch: 20_000,
+            epochs_in_flight: 1,
             export_changelogs: false,
             changelog_partitions: 4,
             marker_interval_ms: 100,

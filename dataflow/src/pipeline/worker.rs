@@ -14,6 +14,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 
 use super::machine::{RemapTruncation, StateMachine};
+use super::side::SideWriter;
 use super::source::Source;
 use super::{append_durably, now_ms, PipelineError, Shared};
 use crate::base::{Changes, Inputs};
@@ -23,7 +24,8 @@ use crate::remap::{RemapEntry, RemapHistory};
 use crate::views::{ProgressReport, ViewUpdate};
 
 /// Epochs sealed but not yet through the dataflow, at most: a slow dataflow slows reading
-/// instead of queueing.
+/// instead of queueing. (Records are only sealed into a new epoch while fewer than
+/// `epochs_in_flight` are in flight; this bounds the idle epochs sealed meanwhile.)
 const MAX_IN_FLIGHT: usize = 8;
 
 /// Records re-appended during replay (remap entries, decisions, dead letters) are batched up
@@ -79,9 +81,10 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
     let mut changes = Changes::default();
     let mut side: Vec<OutRecord> = Vec::new();
     let mut replayed_side: Vec<OutRecord> = Vec::new();
+    let mut side_writer = SideWriter::new(shared.log.clone());
     let mut in_flight: VecDeque<Epoch> = VecDeque::new();
     let mut last_seal = Instant::now();
-    let mut epoch_read = false;
+    let mut epoch_records = 0usize;
     let idle_tick = Duration::from_millis(shared.config.idle_tick_ms);
     let deadline_check = Duration::from_millis(shared.config.deadline_check_ms);
     let mut last_deadline_check = Instant::now();
@@ -96,8 +99,11 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         // waiting and stepping in a loop spun both workers at a full core each whenever an
         // epoch was in flight, which at 100 orders/s over HTTP was most of the time: CPU the
         // server, payment worker and gateway then waited for.
+        // An epoch waiting for room in the dataflow stops reading at `max_batch` records, so a
+        // backlog still meets backpressure (a replayed epoch is read whole: it is recorded).
+        let full = epoch_records >= shared.config.max_batch && !source.is_replaying();
         let wait = if in_flight.is_empty() { Duration::from_millis(1) } else { Duration::ZERO };
-        let polled = if in_flight.len() < MAX_IN_FLIGHT { source.poll(shared.config.max_batch, wait)? } else { None };
+        let polled = if in_flight.len() < MAX_IN_FLIGHT && !full { source.poll(shared.config.max_batch, wait)? } else { None };
         let records = match polled {
             Some(records) if !records.is_empty() || in_flight.is_empty() => records,
             _ => {
@@ -105,12 +111,19 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
                 Vec::new()
             }
         };
-        epoch_read |= !records.is_empty();
+        epoch_records += records.len();
+        let epoch_read = epoch_records > 0;
         machine.apply(&records, &mut changes, &mut side);
         inputs.insert(&mut changes);
+        if !source.is_replaying() {
+            side_writer.start(std::mem::take(&mut side));
+            side_writer.poll();
+        }
 
         let holding_back = epoch <= shared.data_epoch.load(Ordering::Acquire);
-        if source.epoch_complete(epoch_read || holding_back || last_seal.elapsed() >= idle_tick) {
+        let room = in_flight.len() < shared.config.epochs_in_flight.max(1);
+        let due = if epoch_read { room } else { last_seal.elapsed() >= idle_tick };
+        if source.epoch_complete(due || holding_back) {
             let offsets = machine.positions();
             if epoch_read {
                 shared.data_epoch.fetch_max(epoch, Ordering::AcqRel);
@@ -126,8 +139,9 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
                         append_durably(shared.log.as_ref(), std::mem::take(&mut replayed_side), &shared.stop)?;
                     }
                 } else {
-                    // The epoch's remap entry, with its dead letters and decisions, is durable
-                    // before the frontier may pass the epoch.
+                    // The epoch's remap entry is durable, after its dead letters and decisions
+                    // (appended as they were made), before the frontier may pass the epoch.
+                    side_writer.settle(&shared.stop)?;
                     let written = append_durably(shared.log.as_ref(), std::mem::take(&mut side), &shared.stop)?;
                     if let Some(entry) = written.last() {
                         machine.remap_written(entry.offset);
@@ -136,7 +150,7 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
                 remap.borrow_mut().push(epoch, offsets);
             }
             in_flight.push_back(epoch);
-            epoch_read = false;
+            epoch_records = 0;
             let was_replaying = source.is_replaying();
             let recorded = source.sealed(|| machine.positions())?;
             if was_replaying && !source.is_replaying() {
@@ -158,6 +172,7 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         }
         worker.step();
     }
+    side_writer.settle(&shared.stop)?;
     append_durably(shared.log.as_ref(), replayed_side, &shared.stop)?;
     machine.finish(shared.config.snapshot_on_stop)?;
     // Close the inputs and let the dataflow drain briefly; in a cluster the other processes
