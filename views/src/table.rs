@@ -46,6 +46,23 @@ impl<K: Ord + Clone, V: Clone> Table<K, V> {
         self.rows.read().range(range).map(|(_, v)| v.clone()).collect()
     }
 
+    /// The first `limit` rows passing `filter` in the order `compare`, cloning only those:
+    /// a ranking asked for on every change of a view (the top-sellers stream) would otherwise
+    /// copy the whole table each time.
+    pub fn top(&self, limit: usize, filter: impl Fn(&V) -> bool, compare: impl Fn(&V, &V) -> std::cmp::Ordering) -> Vec<V> {
+        let rows = self.rows.read();
+        let mut passing: Vec<&V> = rows.values().filter(|v| filter(v)).collect();
+        if passing.len() > limit {
+            if limit == 0 {
+                return Vec::new();
+            }
+            passing.select_nth_unstable_by(limit - 1, |a, b| compare(a, b));
+            passing.truncate(limit);
+        }
+        passing.sort_by(|a, b| compare(a, b));
+        passing.into_iter().cloned().collect()
+    }
+
     /// Every row, in key order.
     pub fn snapshot(&self) -> Vec<(K, V)> {
         self.rows.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -72,6 +89,31 @@ impl<K: Ord + Clone, V: Clone> Table<K, V> {
                     rows.remove(&key);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn top_is_the_head_of_the_filtered_and_sorted_snapshot(
+            rows in proptest::collection::btree_map(0u32..500, 0u32..50, 0..200),
+            limit in 0usize..40,
+            modulus in 1u32..4,
+        ) {
+            let table = Table::default();
+            table.apply(rows.iter().map(|(k, v)| (*k, Some((*v, *k)))).collect());
+            let filter = |v: &(u32, u32)| v.1 % modulus == 0;
+            // Most first, ties by key: the top-sellers order.
+            let compare = |a: &(u32, u32), b: &(u32, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+            let mut want: Vec<(u32, u32)> = table.snapshot().into_iter().map(|(_, v)| v).filter(filter).collect();
+            want.sort_by(compare);
+            want.truncate(limit);
+            prop_assert_eq!(table.top(limit, filter, compare), want);
         }
     }
 }

@@ -68,15 +68,11 @@ pub(crate) fn ranking(state: &AppState, query: &RankingQuery) -> Vec<TopSellerRo
         Window::Hour => &state.views.top_sellers_hour,
         Window::Day => &state.views.top_sellers_day,
     };
-    let mut items: Vec<TopSellerRow> = table
-        .snapshot()
-        .into_iter()
-        .map(|(_, row)| row)
-        .filter(|row| query.category.as_ref().is_none_or(|c| row.category_id.as_ref() == Some(c)))
-        .collect();
-    items.sort_by(|a, b| b.units.cmp(&a.units).then_with(|| a.product_id.cmp(&b.product_id)));
-    items.truncate(query.limit);
-    items
+    table.top(
+        query.limit,
+        |row| query.category.as_ref().is_none_or(|c| row.category_id.as_ref() == Some(c)),
+        |a, b| b.units.cmp(&a.units).then_with(|| a.product_id.cmp(&b.product_id)),
+    )
 }
 
 #[derive(Serialize, ToSchema)]
