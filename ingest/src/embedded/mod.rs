@@ -184,7 +184,11 @@ impl EventLog for EmbeddedLog {
                 return Err(LogError::UnknownPartition { topic: pos.topic.clone(), partition: pos.partition });
             }
         }
-        store::commit(&self.handle.shared.db, group, next)
+        // Through the writer thread: the positions share the next group commit's fsync with
+        // the appends instead of blocking the caller (often an async task) on a write
+        // transaction and fsync of their own.
+        let (group, next) = (group.to_owned(), next.to_vec());
+        self.request(|reply| Request::CommitGroup { group, next, reply }).await
     }
 
     fn reader(&self, from: &[Position]) -> Result<Box<dyn LogReader>, LogError> {

@@ -97,15 +97,3 @@ pub(crate) fn committed(db: &Database, group: &str, topic: &str, partitions: u32
         .collect()
 }
 
-/// Stores `group`'s positions in one durable transaction (a write transaction of its own: redb
-/// serialises it with the writer thread's, and commits are rare next to appends).
-pub(crate) fn commit(db: &Database, group: &str, next: &[crate::Position]) -> Result<(), LogError> {
-    let txn = db.begin_write().map_err(storage)?;
-    {
-        let mut table = txn.open_table(GROUPS).map_err(storage)?;
-        for pos in next {
-            table.insert((group, pos.topic.as_str(), pos.partition), pos.offset).map_err(storage)?;
-        }
-    }
-    txn.commit().map_err(storage)
-}

@@ -11,7 +11,7 @@ use futures::channel::oneshot;
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::codec;
-use super::store::{storage, table_name, LogTable, Shared, TopicState, ENDS, TOPICS};
+use super::store::{storage, table_name, LogTable, Shared, TopicState, ENDS, GROUPS, TOPICS};
 use crate::{validate, LogError, OutRecord, Position, TopicSpec};
 
 /// Bounds one transaction so a flood of appends cannot make a commit arbitrarily late.
@@ -26,6 +26,12 @@ pub(crate) enum Request {
     },
     EnsureTopic {
         spec: TopicSpec,
+        reply: Reply<()>,
+    },
+    /// A consumer group's positions, committed with the appends of the same group commit.
+    CommitGroup {
+        group: String,
+        next: Vec<Position>,
         reply: Reply<()>,
     },
     Compact {
@@ -195,6 +201,13 @@ fn write_group(
                             },
                         );
                         undo.new_topics.push(spec.name);
+                    }
+                    pending.push(Pending::Unit(reply));
+                }
+                Request::CommitGroup { group, next, reply } => {
+                    let mut table = txn.open_table(GROUPS).map_err(storage)?;
+                    for pos in &next {
+                        table.insert((group.as_str(), pos.topic.as_str(), pos.partition), pos.offset).map_err(storage)?;
                     }
                     pending.push(Pending::Unit(reply));
                 }
