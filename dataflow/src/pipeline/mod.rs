@@ -5,9 +5,9 @@
 //!
 //! Epochs are milliseconds since the Unix epoch, strictly increasing per worker. Before a
 //! worker lets the frontier pass an epoch that read records, it makes the epoch's remap entry
-//! (which offsets the epoch covers) durable in the `_remap` topic, together with the epoch's
-//! dead letters and decisions; only then can the epoch's output be published
-//! (`crate::remap`).
+//! (which offsets the epoch covers) durable in the `_remap` topic, after the epoch's dead
+//! letters and decisions (appended as they are made, `side`); only then can the epoch's
+//! output be published (`crate::remap`).
 
 mod machine;
 mod side;
