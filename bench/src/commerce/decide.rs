@@ -38,6 +38,8 @@ pub struct DecideResult {
     /// The pipeline settings that bound the latency of one saga step.
     pub idle_tick_ms: u64,
     pub max_batch: usize,
+    #[serde(default)]
+    pub epochs_in_flight: usize,
     pub deadline_check_ms: u64,
     pub snapshot_interval_ms: u64,
     /// Untimed: pre-loading (catalog, stock, customers, orders).
@@ -173,6 +175,7 @@ async fn measure(backend: &Backend, config: &SuiteConfig, commerce: &CommerceCon
     }
     let pipeline_config = commerce.pipeline(phase.pipeline_config(config));
     let settings = (pipeline_config.idle_tick_ms, pipeline_config.max_batch, pipeline_config.deadline_check_ms, pipeline_config.snapshot_interval_ms);
+    let epochs_in_flight = pipeline_config.epochs_in_flight;
     let cpu_before = ThreadCpu::sample();
     let started = Instant::now();
     let handle = start_pipeline(pipeline_config, log.clone(), views.clone()).await?;
@@ -227,6 +230,7 @@ async fn measure(backend: &Backend, config: &SuiteConfig, commerce: &CommerceCon
         partitions: config.partitions,
         idle_tick_ms: settings.0,
         max_batch: settings.1,
+        epochs_in_flight,
         deadline_check_ms: settings.2,
         snapshot_interval_ms: settings.3,
         load_secs,
@@ -251,11 +255,16 @@ async fn measure(backend: &Backend, config: &SuiteConfig, commerce: &CommerceCon
     })
 }
 
-/// Orders per second between the samples where 10 % and 90 % of `total` were decided.
+/// Orders per second between the samples where 10 % and 90 % of `total` were decided; 0 (not
+/// measured) when that span is under two sampling intervals, as when the decisions land in one
+/// or two large epochs: a rate over one interval says more about the sampling than the pipeline.
 pub(crate) fn steady_rate(timeline: &[(f64, u64)], total: u64) -> f64 {
-    let at = |share: f64| timeline.iter().find(|(_, n)| *n as f64 >= share * total as f64).copied();
-    match (at(0.1), at(0.9)) {
-        (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) as f64 / (t1 - t0),
+    let index = |share: f64| timeline.iter().position(|(_, n)| *n as f64 >= share * total as f64);
+    match (index(0.1), index(0.9)) {
+        (Some(i0), Some(i1)) if i1 >= i0 + 2 => {
+            let ((t0, n0), (t1, n1)) = (timeline[i0], timeline[i1]);
+            (n1 - n0) as f64 / (t1 - t0)
+        }
         _ => 0.0,
     }
 }
@@ -269,5 +278,7 @@ mod tests {
         let timeline = [(0.0, 0), (1.0, 5), (2.0, 10), (3.0, 50), (4.0, 90), (5.0, 100)];
         assert_eq!(steady_rate(&timeline, 100), 40.0);
         assert_eq!(steady_rate(&[(0.0, 0), (1.0, 100)], 100), 0.0);
+        // 10 % to 90 % within one sampling interval: not a rate.
+        assert_eq!(steady_rate(&[(0.0, 0), (1.0, 5), (1.25, 95), (2.0, 100)], 100), 0.0);
     }
 }

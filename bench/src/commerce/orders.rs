@@ -60,6 +60,8 @@ pub struct OrdersResult {
     pub probes_per_sec: f64,
     pub order_wait_max_ms: u64,
     pub idle_tick_ms: u64,
+    #[serde(default)]
+    pub epochs_in_flight: usize,
     pub deadline_check_ms: u64,
     pub runs: Vec<RateRun>,
 }
@@ -100,6 +102,7 @@ pub(crate) async fn run(config: &CommerceConfig) -> anyhow::Result<OrdersResult>
         probes_per_sec: config.probes_per_sec,
         order_wait_max_ms: stack.serving.commerce.order_wait_max.as_millis() as u64,
         idle_tick_ms: stack.pipeline.idle_tick_ms,
+        epochs_in_flight: stack.pipeline.epochs_in_flight,
         deadline_check_ms: stack.pipeline.deadline_check_ms,
         runs,
     });
