@@ -270,8 +270,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(args.commerce_rates.as_ref().is_none_or(|r| r.iter().all(|r| *r > 0.0)), "--commerce-rates must be positive");
         let mut commerce_config =
             commerce::CommerceConfig::new(args.quick, args.commerce_orders, args.commerce_rates.clone(), args.commerce_duration, &config);
-        commerce_config.idle_tick_ms = args.commerce_idle_tick_ms;
-        commerce_config.pipeline_overrides = args.commerce_pipeline.clone();
+        commerce_config.pipeline_overrides = args.commerce_idle_tick_ms.map(|ms| format!("idle_tick_ms={ms}")).into_iter().collect();
+        commerce_config.pipeline_overrides.extend(args.commerce_pipeline.iter().cloned());
         commerce_config.check_overrides().map_err(anyhow::Error::msg)?;
         let result = commerce::run(&commerce_config, &config, &backends).await;
         commerce::write(&result, &args.out)?;

@@ -174,8 +174,7 @@ async fn measure(backend: &Backend, config: &SuiteConfig, commerce: &CommerceCon
         }));
     }
     let pipeline_config = commerce.pipeline(phase.pipeline_config(config));
-    let settings = (pipeline_config.idle_tick_ms, pipeline_config.max_batch, pipeline_config.deadline_check_ms, pipeline_config.snapshot_interval_ms);
-    let epochs_in_flight = pipeline_config.epochs_in_flight;
+    let settings = pipeline_config.clone();
     let cpu_before = ThreadCpu::sample();
     let started = Instant::now();
     let handle = start_pipeline(pipeline_config, log.clone(), views.clone()).await?;
@@ -228,11 +227,11 @@ async fn measure(backend: &Backend, config: &SuiteConfig, commerce: &CommerceCon
         order_lines: lines.load(Ordering::Relaxed),
         workers: config.workers,
         partitions: config.partitions,
-        idle_tick_ms: settings.0,
-        max_batch: settings.1,
-        epochs_in_flight,
-        deadline_check_ms: settings.2,
-        snapshot_interval_ms: settings.3,
+        idle_tick_ms: settings.idle_tick_ms,
+        max_batch: settings.max_batch,
+        epochs_in_flight: settings.epochs_in_flight,
+        deadline_check_ms: settings.deadline_check_ms,
+        snapshot_interval_ms: settings.snapshot_interval_ms,
         load_secs,
         preloaded_records: preloaded,
         pipeline_secs,

@@ -46,18 +46,13 @@ pub struct CommerceConfig {
     pub partitions: u32,
     pub scratch: PathBuf,
     pub timeout: Duration,
-    /// Overrides the pipeline's `idle_tick_ms`.
-    pub idle_tick_ms: Option<u64>,
-    /// Overrides of other pipeline settings, `field=value` (value as JSON, else a string).
+    /// Overrides of pipeline settings, `field=value` (value as JSON, else a string).
     pub pipeline_overrides: Vec<String>,
 }
 
 impl CommerceConfig {
     /// The pipeline settings of both phases: the defaults, but for what was overridden.
-    pub(crate) fn pipeline(&self, mut config: shopflow_dataflow::pipeline::PipelineConfig) -> shopflow_dataflow::pipeline::PipelineConfig {
-        if let Some(ms) = self.idle_tick_ms {
-            config.idle_tick_ms = ms;
-        }
+    pub(crate) fn pipeline(&self, config: shopflow_dataflow::pipeline::PipelineConfig) -> shopflow_dataflow::pipeline::PipelineConfig {
         apply_overrides(config, &self.pipeline_overrides).expect("overrides are checked before the suite runs")
     }
 
@@ -79,7 +74,6 @@ impl CommerceConfig {
             partitions: suite.partitions,
             scratch: suite.scratch.clone(),
             timeout: suite.timeout,
-            idle_tick_ms: None,
             pipeline_overrides: Vec::new(),
         }
     }

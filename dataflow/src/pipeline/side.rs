@@ -35,22 +35,22 @@ impl SideWriter {
         Self { log, pending: Vec::new(), failed: Vec::new() }
     }
 
-    /// Hands `records` to the log without waiting for them to be durable.
+    /// Hands `records` (if any) to the log without waiting for them to be durable, and collects
+    /// the answers that have come.
     pub(super) fn start(&mut self, records: Vec<OutRecord>) {
-        if records.is_empty() {
-            return;
+        if !records.is_empty() {
+            let log = self.log.clone();
+            let copy = records.clone();
+            // The poll below hands the records to the log now (an async fn does nothing until
+            // polled); later polls only collect the answer.
+            let append: Append = async move { log.append(copy).await }.boxed();
+            self.pending.push((records, append));
         }
-        let log = self.log.clone();
-        let copy = records.clone();
-        // Polled once here so the log has the records now (an async fn does nothing until
-        // polled); later polls only collect the answer.
-        let append: Append = async move { log.append(copy).await }.boxed();
-        self.pending.push((records, append));
         self.poll();
     }
 
     /// Collects the answers that have come; never waits.
-    pub(super) fn poll(&mut self) {
+    fn poll(&mut self) {
         let mut context = Context::from_waker(Waker::noop());
         let failed = &mut self.failed;
         self.pending.retain_mut(|(records, append)| match append.poll_unpin(&mut context) {
@@ -138,7 +138,6 @@ mod tests {
         let mut writer = SideWriter::new(log.clone());
         for batch in 0..5 {
             writer.start((0..3).map(|i| OutRecord::keyed("side", "k", format!("{batch}.{i}").into_bytes())).collect());
-            writer.poll();
         }
         writer.settle(&AtomicBool::new(false)).unwrap();
         assert!(writer.pending.is_empty() && writer.failed.is_empty());

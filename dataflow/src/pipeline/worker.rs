@@ -117,7 +117,6 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         inputs.insert(&mut changes);
         if !source.is_replaying() {
             side_writer.start(std::mem::take(&mut side));
-            side_writer.poll();
         }
 
         let holding_back = epoch <= shared.data_epoch.load(Ordering::Acquire);
