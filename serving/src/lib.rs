@@ -55,6 +55,7 @@ mod routes;
 mod state;
 pub mod token;
 pub mod recommender;
+pub mod recorder;
 pub mod vault;
 mod write;
 

@@ -49,6 +49,8 @@ pub struct AppState {
     pub live: Arc<crate::live::Live>,
     /// Tokenizes cards (`POST /payments/methods`); `None`: `503 payments_unavailable`.
     pub vault: Option<Arc<dyn CardVault>>,
+    /// Appends the events the server records on its own (`search.performed`), batched.
+    pub recorder: crate::recorder::Recorder,
 }
 
 impl AppState {
@@ -64,7 +66,9 @@ impl AppState {
         let answers = crate::idempotency::new_answer_cache();
         let search_sync_requested = Arc::new(AtomicBool::new(false));
         let live = crate::live::Live::attach(&views, config.commerce.max_live_streams);
+        let recorder = crate::recorder::Recorder::spawn(log.clone());
         Ok(Self {
+            recorder,
             log,
             views,
             config: Arc::new(config),

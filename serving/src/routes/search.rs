@@ -199,17 +199,11 @@ pub async fn get_synonyms(State(state): State<AppState>, read: ReadConsistency) 
     Ok(Json(SynonymGroups { groups }))
 }
 
-/// Publishes the search as an interaction, off the request path: a search never waits for
-/// (or fails with) the log.
+/// Records the search as an interaction, off the request path (batched by
+/// [`crate::recorder`]): a search never waits for (or fails with) the log.
 fn record(state: &AppState, user: Id, text: &str, hits: usize) {
     let query: String = text.trim().chars().take(EVENT_QUERY_CHARS).collect();
-    let event = Event::SearchPerformed(SearchPerformed { user_id: user, query, results: u32::try_from(hits).unwrap_or(u32::MAX) });
-    let state = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = state.publish(event, None).await {
-            tracing::debug!(error = %e, "search.performed not recorded");
-        }
-    });
+    state.recorder.record(Event::SearchPerformed(SearchPerformed { user_id: user, query, results: u32::try_from(hits).unwrap_or(u32::MAX) }));
 }
 
 fn search_error(e: SearchError) -> ApiError {

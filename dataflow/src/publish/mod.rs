@@ -13,7 +13,10 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
 use crate::jobs::Epoch;
-use crate::views::{ProgressReport, ViewUpdate};
+use crate::views::ProgressReport;
+
+mod upserts;
+use upserts::Pending;
 
 pub use crate::views::sink::{LocalSink, ViewSink};
 pub use crate::views::{ViewRow, VIEW_NAMES};
@@ -24,14 +27,8 @@ pub use crate::changelog::{changelog_topic, marker_key, ChangelogSink};
 
 pub use crate::remap::RemapHistory;
 
-/// The upsert for one key's consolidated changes: its inserted row, or a tombstone when the
-/// key only lost rows. Rows are moved, not copied.
-fn settle(mut run: Vec<(ViewRow, isize)>) -> ViewUpdate {
-    match run.iter().rposition(|(_, diff)| *diff > 0) {
-        Some(inserted) => run.swap_remove(inserted).0.upsert(),
-        None => run.pop().expect("a run holds at least one row").0.tombstone(),
-    }
-}
+/// Emptied buffers kept for the next epochs: enough for the epochs in flight at once.
+const SPARE_BUFFERS: usize = 4;
 
 /// Attaches publication to a stream of view changes.
 pub fn build<'scope>(
@@ -41,7 +38,10 @@ pub fn build<'scope>(
     remap: Rc<RefCell<RemapHistory>>,
     mut sink: Box<dyn ViewSink>,
 ) {
-    let mut pending: BTreeMap<Epoch, Vec<(ViewRow, isize)>> = BTreeMap::new();
+    let mut pending: BTreeMap<Epoch, Vec<Pending>> = BTreeMap::new();
+    // Emptied buffers of published epochs, reused: a fresh one would grow by doubling into
+    // newly faulted-in pages every epoch.
+    let mut spare: Vec<Vec<Pending>> = Vec::new();
     let mut reported: Option<Epoch> = None;
     let mut last_offsets: Vec<Position> = Vec::new();
     changes.sink(
@@ -50,7 +50,7 @@ pub fn build<'scope>(
         move |(input, frontier)| {
             input.for_each(|_cap, data| {
                 for (row, time, diff) in data.drain(..) {
-                    pending.entry(time).or_insert_with(|| Vec::with_capacity(1024)).push((row, diff));
+                    pending.entry(time).or_insert_with(|| spare.pop().unwrap_or_default()).push(upserts::pending(row, diff));
                 }
             });
             let frontier = frontier.frontier().first().copied().unwrap_or(Epoch::MAX);
@@ -58,26 +58,22 @@ pub fn build<'scope>(
                 return;
             }
             // The net change over every complete epoch, from what was published before to
-            // now, is per key at most "retract the old row, insert the new one": exactly the
-            // upserts to publish. Rows sort by view and then by their key fields, so one key's
-            // changes are adjacent after consolidation.
+            // now: usually one epoch, whose buffer is used as it is.
             let complete: Vec<Epoch> = pending.range(..frontier).map(|(t, _)| *t).collect();
-            let mut changes: Vec<(ViewRow, isize)> = Vec::with_capacity(complete.iter().map(|t| pending[t].len()).sum());
+            let mut changes = Vec::new();
             for time in complete {
-                changes.extend(pending.remove(&time).unwrap_or_default());
-            }
-            differential_dataflow::consolidation::consolidate(&mut changes);
-            let mut updates: Vec<ViewUpdate> = Vec::new();
-            let mut run: Vec<(ViewRow, isize)> = Vec::new();
-            for (row, diff) in changes {
-                if run.last().is_some_and(|(last, _)| !last.same_key(&row)) {
-                    updates.push(settle(std::mem::take(&mut run)));
+                let mut epoch = pending.remove(&time).unwrap_or_default();
+                if changes.is_empty() {
+                    std::mem::swap(&mut changes, &mut epoch);
+                } else {
+                    changes.append(&mut epoch);
                 }
-                run.push((row, diff));
+                spare.push(epoch);
             }
-            if !run.is_empty() {
-                updates.push(settle(run));
-            }
+            let updates = upserts::upserts(&mut changes);
+            spare.push(changes);
+            spare.retain(|buffer| buffer.capacity() > 0);
+            spare.truncate(SPARE_BUFFERS);
             if let Some(offsets) = remap.borrow_mut().offsets_before(frontier) {
                 last_offsets = offsets;
             }
