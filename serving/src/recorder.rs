@@ -78,22 +78,20 @@ mod tests {
         Event::SearchPerformed(SearchPerformed { user_id: Id::from("u1"), query: query.into(), results: 3 })
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_recorded_event_reaches_the_log_once_and_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir.path()).unwrap());
-        let topic = Topic::Interactions.name();
-        log.ensure_topic(&TopicSpec::new(topic, 1)).await.unwrap();
+    /// A recorder on a fresh embedded log with one `interactions` partition.
+    async fn recorder(dir: &std::path::Path) -> (Arc<dyn EventLog>, Recorder) {
+        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir).unwrap());
+        log.ensure_topic(&TopicSpec::new(Topic::Interactions.name(), 1)).await.unwrap();
         let recorder = Recorder::spawn(log.clone());
-        let n = 2_000;
-        for i in 0..n {
-            recorder.record(search(&format!("q{i}")));
-        }
-        drop(recorder); // the task appends what is queued, then ends
-        let mut reader = log.reader(&[Position { topic: topic.into(), partition: 0, offset: 0 }]).unwrap();
-        let queries = tokio::task::spawn_blocking(move || {
+        (log, recorder)
+    }
+
+    /// The queries of the first `n` searches in the log, in log order (fewer if they never
+    /// come: the read is bounded, so a lost event fails a comparison instead of hanging).
+    async fn searches_in(log: &Arc<dyn EventLog>, n: usize) -> Vec<String> {
+        let mut reader = log.reader(&[Position { topic: Topic::Interactions.name().into(), partition: 0, offset: 0 }]).unwrap();
+        tokio::task::spawn_blocking(move || {
             let mut queries = Vec::new();
-            // Bounded: a lost event fails the comparison below instead of hanging.
             for _ in 0..200 {
                 for record in reader.poll(1_000, Duration::from_millis(50)).unwrap() {
                     match Envelope::decode(record.value.as_deref().unwrap()).unwrap().event {
@@ -105,26 +103,34 @@ mod tests {
                     break;
                 }
             }
+            queries.truncate(n);
             queries
         })
         .await
-        .unwrap();
-        assert_eq!(queries, (0..n).map(|i| format!("q{i}")).collect::<Vec<_>>());
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_recorded_event_reaches_the_log_once_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, recorder) = recorder(dir.path()).await;
+        let n = 2_000;
+        for i in 0..n {
+            recorder.record(search(&format!("q{i}")));
+        }
+        drop(recorder); // the task appends what is queued, then ends
+        assert_eq!(searches_in(&log, n).await, (0..n).map(|i| format!("q{i}")).collect::<Vec<_>>());
+        assert_eq!(log.end_offsets(Topic::Interactions.name()).await.unwrap(), [n as u64], "nothing appended twice");
     }
 
     #[tokio::test]
     async fn an_invalid_event_is_dropped_not_appended() {
         let dir = tempfile::tempdir().unwrap();
-        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir.path()).unwrap());
-        let topic = Topic::Interactions.name();
-        log.ensure_topic(&TopicSpec::new(topic, 1)).await.unwrap();
-        let recorder = Recorder::spawn(log.clone());
-        recorder.record(search(&"x".repeat(10_000)));
+        let (log, recorder) = recorder(dir.path()).await;
         recorder.record(search("kettle"));
+        recorder.record(search(&"x".repeat(10_000)));
+        recorder.record(search("lamp"));
         drop(recorder);
-        let mut reader = log.reader(&[Position { topic: topic.into(), partition: 0, offset: 0 }]).unwrap();
-        let records = tokio::task::spawn_blocking(move || reader.poll(10, Duration::from_secs(5)).unwrap()).await.unwrap();
-        assert_eq!(records.len(), 1);
-        assert!(matches!(Envelope::decode(records[0].value.as_deref().unwrap()).unwrap().event, Event::SearchPerformed(e) if e.query == "kettle"));
+        assert_eq!(searches_in(&log, 2).await, ["kettle", "lamp"]);
     }
 }
