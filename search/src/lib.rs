@@ -24,6 +24,7 @@ mod indexer;
 pub mod query;
 pub mod schema;
 mod search;
+pub mod stem;
 mod store;
 pub mod synonyms;
 
