@@ -60,19 +60,20 @@ pub fn build<'scope>(
             // The net change over every complete epoch, from what was published before to
             // now: usually one epoch, whose buffer is used as it is.
             let complete: Vec<Epoch> = pending.range(..frontier).map(|(t, _)| *t).collect();
-            let mut changes = Vec::new();
+            let mut changes: Vec<Pending> = Vec::new();
             for time in complete {
                 let mut epoch = pending.remove(&time).unwrap_or_default();
                 if changes.is_empty() {
-                    std::mem::swap(&mut changes, &mut epoch);
+                    changes = epoch;
                 } else {
                     changes.append(&mut epoch);
+                    spare.push(epoch);
                 }
-                spare.push(epoch);
             }
             let updates = upserts::upserts(&mut changes);
-            spare.push(changes);
-            spare.retain(|buffer| buffer.capacity() > 0);
+            if changes.capacity() > 0 {
+                spare.push(changes);
+            }
             spare.truncate(SPARE_BUFFERS);
             if let Some(offsets) = remap.borrow_mut().offsets_before(frontier) {
                 last_offsets = offsets;
