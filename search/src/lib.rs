@@ -100,7 +100,7 @@ impl SearchIndex {
             Some(dir) => store::open_dir(dir, schema)?,
             None => (Index::create_in_ram(schema), true),
         };
-        schema::register_tokenizers(&index);
+        let english = schema::register_tokenizers(&index);
         let threads = config.writer_threads.unwrap_or(2).max(1);
         let memory = config.writer_memory.unwrap_or(256 << 20).max((threads * 16) << 20);
         let writer = index.writer_with_num_threads(threads, memory)?;
@@ -132,7 +132,7 @@ impl SearchIndex {
         let handle = std::thread::Builder::new().name("search-indexer".into()).spawn(move || indexer.run())?;
         Ok(Arc::new(Self {
             fields,
-            english: schema::english(),
+            english,
             raw: schema::raw(),
             reader,
             typos: config.typos,

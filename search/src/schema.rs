@@ -90,10 +90,14 @@ pub fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
-/// Registers the tokenizers the schema names; needed on every opened index.
-pub fn register_tokenizers(index: &Index) {
-    index.tokenizers().register(EN, english());
+/// Registers the tokenizers the schema names; needed on every opened index. Returns the English
+/// analyzer it registered: queries clone it, so they share its stem memo with indexing and
+/// snippets.
+pub fn register_tokenizers(index: &Index) -> TextAnalyzer {
+    let english = english();
+    index.tokenizers().register(EN, english.clone());
     index.tokenizers().register(RAW, raw());
+    english
 }
 
 pub fn english() -> TextAnalyzer {
@@ -101,7 +105,7 @@ pub fn english() -> TextAnalyzer {
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
-        .filter(crate::stem::CachedEnglishStemmer)
+        .filter(crate::stem::CachedEnglishStemmer::default())
         .build()
 }
 

@@ -4,6 +4,7 @@
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::columnar::ColumnValues;
 use tantivy::query::Query;
 use tantivy::schema::{Facet, Value};
 use tantivy::snippet::SnippetGenerator;
@@ -159,6 +160,14 @@ fn decode_cursor(sort: Sort, cursor: &str) -> Result<Key, SearchError> {
     Ok((primary, tie))
 }
 
+/// Where a sort's primary key comes from, per segment.
+enum Primary {
+    Score,
+    I64(std::sync::Arc<dyn ColumnValues<i64>>),
+    NegatedI64(std::sync::Arc<dyn ColumnValues<i64>>),
+    U64(std::sync::Arc<dyn ColumnValues<u64>>),
+}
+
 /// Sorts below every real key: what a document at or before the cursor gets.
 const BEFORE_CURSOR: Key = (f64::NEG_INFINITY, 0);
 
@@ -175,19 +184,24 @@ pub(crate) fn run(
     let after = request.cursor.as_deref().map(|c| decode_cursor(request.sort, c)).transpose()?;
     let sort = request.sort;
     let ordered = TopDocs::with_limit(request.limit + 1).tweak_score(move |segment: &SegmentReader| {
+        // Only the columns this sort reads: opening a column looks it up by name and reads its
+        // header, per segment and per query (3 % of a search's CPU when all four were opened).
         let fast = segment.fast_fields();
         let tie = fast.u64("tie").expect("schema has tie").first_or_default_col(0);
-        let price = fast.i64("price").expect("schema has price").first_or_default_col(0);
-        let units = fast.u64("units").expect("schema has units").first_or_default_col(0);
-        let created = fast.i64("created_at").expect("schema has created_at").first_or_default_col(0);
+        let primary = match sort {
+            Sort::Relevance => Primary::Score,
+            Sort::PriceAsc => Primary::NegatedI64(fast.i64("price").expect("schema has price").first_or_default_col(0)),
+            Sort::PriceDesc => Primary::I64(fast.i64("price").expect("schema has price").first_or_default_col(0)),
+            Sort::Popularity => Primary::U64(fast.u64("units").expect("schema has units").first_or_default_col(0)),
+            // Milliseconds fit an f64 exactly (below 2^53), so cursors stay exact.
+            Sort::Newest => Primary::I64(fast.i64("created_at").expect("schema has created_at").first_or_default_col(0)),
+        };
         move |doc, score| {
-            let primary = match sort {
-                Sort::Relevance => f64::from(score),
-                Sort::PriceAsc => -(price.get_val(doc) as f64),
-                Sort::PriceDesc => price.get_val(doc) as f64,
-                Sort::Popularity => units.get_val(doc) as f64,
-                // Milliseconds fit an f64 exactly (below 2^53), so cursors stay exact.
-                Sort::Newest => created.get_val(doc) as f64,
+            let primary = match &primary {
+                Primary::Score => f64::from(score),
+                Primary::I64(column) => column.get_val(doc) as f64,
+                Primary::NegatedI64(column) => -(column.get_val(doc) as f64),
+                Primary::U64(column) => column.get_val(doc) as f64,
             };
             let key: Key = (primary, tie.get_val(doc));
             match after {
