@@ -4,7 +4,7 @@
 //! goes into one commit, and only then is the reader reloaded and the index's applied
 //! progress advanced. A burst of updates to one product is one document write.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use tantivy::indexer::LogMergePolicy;
 use tantivy::{IndexReader, IndexWriter, Term};
 use tokio::sync::watch;
 
-use crate::schema::{content_hash, document, Fields};
+use crate::schema::{content_hash, document, units, Fields};
 use crate::SearchError;
 
 /// How segments are merged. Every query pays per segment (each term is looked up and each
@@ -106,7 +106,7 @@ pub(crate) struct Indexer {
     pub policy: CommitPolicy,
     pub inbox: Arc<Inbox>,
     /// Product id → content hash of its document in the index.
-    pub known: HashMap<Id, u64>,
+    pub known: crate::store::Known,
     /// The offsets of the views the index reflects (one pseudo-worker reports them).
     pub applied: Arc<shopflow_views::Progress>,
     /// `true` once a full sync has been committed.
@@ -217,14 +217,14 @@ impl Indexer {
             }
             Some(row) => {
                 let top = self.views.top_sellers.get(id);
-                let hash = content_hash(row, top.as_ref().map_or(0, |t| t.units.max(0) as u64));
+                let hash = content_hash(row, units(top.as_ref()));
                 if self.known.get(id) == Some(&hash) {
                     return Ok(false);
                 }
                 if self.known.insert(id.clone(), hash).is_some() {
                     self.writer.delete_term(term);
                 }
-                self.writer.add_document(document(&self.fields, row, top.as_ref()))?;
+                self.writer.add_document(document(&self.fields, row, top.as_ref(), hash))?;
             }
         }
         Ok(true)

@@ -153,8 +153,10 @@ pub fn stable_hash(value: impl Hash) -> u64 {
 }
 
 /// The document for a product, with its top-seller units (0 when it never sold).
-pub fn document(fields: &Fields, row: &ProductRow, top: Option<&TopSellerRow>) -> TantivyDocument {
-    let units = top.map_or(0, |t| t.units.max(0) as u64);
+/// The document of a product; `content` is its [`content_hash`], which the caller has computed
+/// already to see whether the document changed.
+pub fn document(fields: &Fields, row: &ProductRow, top: Option<&TopSellerRow>, content: u64) -> TantivyDocument {
+    let units = units(top);
     let mut doc = TantivyDocument::default();
     doc.add_text(fields.id, row.product_id.as_str());
     doc.add_text(fields.name, &row.name);
@@ -179,8 +181,13 @@ pub fn document(fields: &Fields, row: &ProductRow, top: Option<&TopSellerRow>) -
     doc.add_u64(fields.rating_count, u64::from(row.rating_count));
     doc.add_i64(fields.created_at, row.created_at);
     doc.add_u64(fields.tie, stable_hash(row.product_id.as_str()));
-    doc.add_u64(fields.content, content_hash(row, units));
+    doc.add_u64(fields.content, content);
     doc
+}
+
+/// Units sold as the document stores them.
+pub fn units(top: Option<&TopSellerRow>) -> u64 {
+    top.map_or(0, |t| t.units.max(0) as u64)
 }
 
 /// What the document of a product depends on, hashed.

@@ -41,8 +41,11 @@ pub fn open_dir(dir: &Path, schema: Schema) -> Result<(Index, bool), SearchError
 }
 
 /// Product id → content hash of every live document (what a sync compares with the views).
-pub fn known_documents(searcher: &Searcher) -> Result<HashMap<Id, u64>, SearchError> {
-    let mut known = HashMap::new();
+/// Each indexed product's content hash; looked up once per product change.
+pub type Known = HashMap<Id, u64, foldhash::fast::RandomState>;
+
+pub fn known_documents(searcher: &Searcher) -> Result<Known, SearchError> {
+    let mut known = Known::default();
     for segment in searcher.segment_readers() {
         let fast = segment.fast_fields();
         let content = fast.u64("content")?.first_or_default_col(0);
