@@ -172,7 +172,7 @@ fn train_from_the_event_log() {
             let mut records = Vec::new();
             let mut push = |e: Event| {
                 let env = Envelope::new(e);
-                records.push(OutRecord::keyed(env.topic().name(), env.key().as_str(), env.to_json()));
+                records.push(OutRecord::of(&env));
             };
             // Two groups of 12 shoppers; each views most products of its group, carts a few,
             // buys one.

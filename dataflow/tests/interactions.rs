@@ -11,7 +11,7 @@ use shopflow_events::{Envelope, Event, Id, Money};
 use shopflow_ingest::{EmbeddedLog, EventLog, OutRecord, TopicSpec};
 
 fn record(envelope: Envelope) -> OutRecord {
-    OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json())
+    OutRecord::of(&envelope)
 }
 
 fn viewed(user: &str, product: &str) -> Envelope {

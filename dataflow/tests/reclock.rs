@@ -29,7 +29,7 @@ fn batch(round: usize) -> Vec<OutRecord> {
                 Envelope::new(Event::StockReceived(StockReceived { product_id: product, warehouse_id: "w".into(), quantity: 1 + i as u32 })),
             ]
         })
-        .map(|e| OutRecord::keyed(e.topic().name(), e.key().as_str(), e.to_json()))
+        .map(|e| OutRecord::of(&e))
         .collect()
 }
 

@@ -18,7 +18,7 @@ fn receipts(round: usize) -> Vec<OutRecord> {
                 warehouse_id: "w".into(),
                 quantity: 1 + i as u32,
             }));
-            OutRecord::keyed(e.topic().name(), e.key().as_str(), e.to_json())
+            OutRecord::of(&e)
         })
         .collect()
 }

@@ -68,6 +68,12 @@ impl OutRecord {
             value: Some(value.into()),
         }
     }
+
+    /// An event as the log keeps it: on its topic, keyed by its business key (so the key
+    /// picks the partition), the envelope as JSON.
+    pub fn of(envelope: &shopflow_events::Envelope) -> Self {
+        Self::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json())
+    }
 }
 
 /// A place in the log: the offset of one record in one topic partition. As a read position it

@@ -193,7 +193,7 @@ impl PaymentWorker {
                         Kind::Refunded => counts.refunds += 1,
                         Kind::RefundFailed => counts.refunds_failed += 1,
                     }
-                    records.push(OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json()));
+                    records.push(OutRecord::of(&envelope));
                     at
                 }
             };

@@ -55,7 +55,7 @@ async fn run(log: Arc<dyn EventLog>, mut events: mpsc::Receiver<Envelope>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while events.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let records: Vec<OutRecord> =
-            batch.drain(..).map(|e| OutRecord::keyed(e.topic().name(), e.key().as_str(), e.to_json())).collect();
+            batch.drain(..).map(|e| OutRecord::of(&e)).collect();
         let count = records.len();
         if let Err(e) = log.append(records).await {
             tracing::debug!(error = %e, events = count, "recorded events not appended");

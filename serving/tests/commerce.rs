@@ -155,7 +155,7 @@ impl Store {
             authorization_code: "auth-test".into(),
         });
         let envelope = Envelope::new(event);
-        let record = OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json());
+        let record = OutRecord::of(&envelope);
         self.real.log.append(vec![record]).await.unwrap();
     }
 

@@ -59,7 +59,7 @@ fn rate(views: &Views, stars: &mut HashMap<(Id, Id), u8>, review: &ReviewPosted)
 async fn review(app: &TestApp, product: &str, review: &str, rating: u8) -> Result<String> {
     let event = Event::ReviewPosted(ReviewPosted { review_id: review.into(), product_id: product.into(), user_id: "u-1".into(), rating, text: String::new() });
     let envelope = Envelope::new(event);
-    let record = OutRecord::keyed(envelope.topic().name(), envelope.key().as_str().as_bytes().to_vec(), envelope.to_json());
+    let record = OutRecord::of(&envelope);
     let position = app.log.append(vec![record]).await?.pop().context("a position")?;
     Ok(format!("{}:{}:{}", position.topic, position.partition, position.offset))
 }

@@ -87,7 +87,7 @@ impl StateMachine {
             apply_record(record, &mut self.states, &fold, changes, side);
         }
         for decision in changes.decisions.drain(..) {
-            side.push(OutRecord::keyed(decision.topic().name(), decision.key().as_str(), decision.to_json()));
+            side.push(OutRecord::of(&decision));
         }
     }
 
@@ -104,7 +104,7 @@ impl StateMachine {
                 let name = format!("payment-deadline\n{}\n{}", due.order_id, due.deadline);
                 let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
                 let envelope = Envelope { id, ..Envelope::new(shopflow_events::Event::PaymentDeadline(due)) };
-                out.push(OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json()));
+                out.push(OutRecord::of(&envelope));
             }
         }
         out

@@ -91,7 +91,7 @@ fn user(i: usize) -> Id {
 }
 
 fn record(envelope: &Envelope) -> OutRecord {
-    OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json())
+    OutRecord::of(&envelope)
 }
 
 fn now() -> i64 {

@@ -43,7 +43,7 @@ pub async fn create(log: &dyn EventLog, email: &str, name: &str, password: &str)
     for event in events {
         event.validate()?;
         let envelope = Envelope::new(event);
-        records.push(OutRecord::keyed(envelope.topic().name(), envelope.key().as_str(), envelope.to_json()));
+        records.push(OutRecord::of(&envelope));
     }
     log.append(records).await?;
     tracing::info!(user_id = %user_id, "admin account created or promoted");
