@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
-use shopflow_ingest::Position;
 use support::*;
 
 const CSV: &str = "\
@@ -29,18 +28,8 @@ fn import(base: &str, file: &Path) -> Output {
         .expect("the binary runs")
 }
 
-/// The last record of every non-empty partition of the topics an import writes to.
-async fn written(log: &dyn shopflow_ingest::EventLog) -> Vec<Position> {
-    let mut positions = Vec::new();
-    for topic in ["catalog", "inventory"] {
-        for (partition, end) in log.end_offsets(topic).await.unwrap().into_iter().enumerate() {
-            if end > 0 {
-                positions.push(Position::new(topic, partition as u32, end - 1));
-            }
-        }
-    }
-    positions
-}
+/// The topics an import writes to.
+const WRITTEN: [&str; 2] = ["catalog", "inventory"];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_import_writes_through_the_api_reports_bad_rows_and_a_rerun_changes_nothing() {
@@ -63,7 +52,7 @@ async fn an_import_writes_through_the_api_reports_bad_rows_and_a_rerun_changes_n
     assert!(stderr.contains("line 4: skipped: price \"abc\""), "{stderr}");
     assert!(stderr.contains("line 6: skipped: no name"), "{stderr}");
 
-    let after_first = written(log.as_ref()).await;
+    let after_first = last_positions(log.as_ref(), &WRITTEN).await;
     let token = token_for(&after_first);
     let (products, stock) = dump_views(&app.base, &token).await;
     let names: Vec<&str> = products.iter().map(|p| p["name"].as_str().unwrap()).collect();
@@ -84,6 +73,6 @@ async fn an_import_writes_through_the_api_reports_bad_rows_and_a_rerun_changes_n
     let second = import(&app.base, &file);
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     assert!(String::from_utf8_lossy(&second.stdout).contains("imported 3 of 5 rows; 2 skipped"));
-    assert_eq!(written(log.as_ref()).await, after_first, "a re-run appended records");
+    assert_eq!(last_positions(log.as_ref(), &WRITTEN).await, after_first, "a re-run appended records");
     assert_eq!(dump_views(&app.base, &token).await, (products, stock), "a re-run changed the views");
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use shopflow_ingest::{EventLog, KafkaConfig, KafkaLog, Position};
+use shopflow_ingest::{KafkaConfig, KafkaLog};
 use support::*;
 
 fn shopflow(args: &[&str]) -> std::process::Output {
@@ -31,15 +31,7 @@ async fn a_promoted_model_answers_and_a_new_shoppers_first_clicks_change_the_ans
 
     // Everything the demo wrote, as one token.
     let log = KafkaLog::connect(KafkaConfig::new(broker.addr()).with_namespace(namespace.as_str())).unwrap();
-    let mut written = Vec::new();
-    for topic in ["catalog", "inventory", "interactions", "carts", "orders"] {
-        for (partition, end) in log.end_offsets(topic).await.unwrap().into_iter().enumerate() {
-            if end > 0 {
-                written.push(Position::new(topic, partition as u32, end - 1));
-            }
-        }
-    }
-    let demo = token_for(&written);
+    let demo = token_for(&last_positions(&log, &["catalog", "inventory", "interactions", "carts", "orders"]).await);
 
     // No model yet: a shopper with no history gets trending.
     let cold = get_consistent(&app.base, "/api/v1/recommend/user/newcomer", &demo).await;

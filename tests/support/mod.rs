@@ -199,6 +199,19 @@ pub fn product_body(name: &str, category: &str) -> Value {
     })
 }
 
+/// The last record of every non-empty partition of `topics`: what has been written to them.
+pub async fn last_positions(log: &dyn shopflow_ingest::EventLog, topics: &[&str]) -> Vec<shopflow_ingest::Position> {
+    let mut positions = Vec::new();
+    for topic in topics {
+        for (partition, end) in log.end_offsets(topic).await.unwrap().into_iter().enumerate() {
+            if end > 0 {
+                positions.push(shopflow_ingest::Position::new(*topic, partition as u32, end - 1));
+            }
+        }
+    }
+    positions
+}
+
 /// The token covering every position: the highest offset per topic partition.
 pub fn token_for(positions: &[shopflow_ingest::Position]) -> String {
     let mut max = std::collections::BTreeMap::new();
