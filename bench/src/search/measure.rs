@@ -80,6 +80,7 @@ pub fn blocking(search: &(impl Fn(&str) -> usize + Sync), queries: &[String], sa
 /// The real server on an embedded log, its own index over `views`, synced.
 pub struct HttpServer {
     pub base: String,
+    log: Arc<dyn shopflow_ingest::EventLog>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -106,7 +107,7 @@ pub async fn http_server(views: Arc<Views>) -> anyhow::Result<HttpServer> {
         gateway: shopflow_serving::GatewayConfig { rate_limits: false, ..Default::default() },
         ..Default::default()
     };
-    let app = shopflow_serving::Application::build(config, log, views).await?;
+    let app = shopflow_serving::Application::build(config, log.clone(), views).await?;
     let base = format!("http://{}", app.local_addr());
     let search = app.state().search.clone();
     search.sync();
@@ -115,7 +116,26 @@ pub async fn http_server(views: Arc<Views>) -> anyhow::Result<HttpServer> {
     tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    Ok(HttpServer { base, stop: Some(stop), _dir: dir })
+    Ok(HttpServer { base, log, stop: Some(stop), _dir: dir })
+}
+
+impl HttpServer {
+    /// Returns once the server has written every `search.performed` of the previous run: the
+    /// interactions topic did not grow for 100 ms. So the one-client samples of a class do not
+    /// run while the log writer still appends the thousands of events of the previous class's
+    /// 16-client run (a quiet server, as in process).
+    pub async fn settled(&self) -> anyhow::Result<()> {
+        let topic = shopflow_events::Topic::Interactions.name();
+        let mut last = self.log.end_offsets(topic).await?;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.log.end_offsets(topic).await?;
+            if now == last {
+                return Ok(());
+            }
+            last = now;
+        }
+    }
 }
 
 fn url(base: &str, query: &str) -> String {
@@ -126,7 +146,9 @@ fn url(base: &str, query: &str) -> String {
     format!("{base}/api/v1/products/search?limit=10&q={encoded}")
 }
 
-pub async fn http(base: &str, queries: &[String], samples: usize, clients: usize, duration: Duration) -> anyhow::Result<Latency> {
+pub async fn http(server: &HttpServer, queries: &[String], samples: usize, clients: usize, duration: Duration) -> anyhow::Result<Latency> {
+    let base = server.base.as_str();
+    server.settled().await?;
     let client = reqwest::Client::new();
     let mut single = histogram();
     for q in queries.iter().cycle().take(samples) {

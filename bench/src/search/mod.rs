@@ -127,7 +127,7 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     let http = measure::http_server(views.clone()).await?;
     let mut over_http = BTreeMap::new();
     for (class, queries) in &sets {
-        over_http.insert(class_name(*class), measure::http(&http.base, queries, args.samples, args.clients, duration).await?);
+        over_http.insert(class_name(*class), measure::http(&http, queries, args.samples, args.clients, duration).await?);
     }
     report.queries.insert("tantivy_http".into(), over_http);
     drop(http);
