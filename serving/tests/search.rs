@@ -176,6 +176,30 @@ async fn a_product_written_over_http_is_found_changed_and_gone_with_the_writes_t
 }
 
 #[tokio::test]
+async fn searches_are_timed_in_the_index_apart_from_the_wait_for_a_blocking_thread() -> Result<()> {
+    let mut app = spawn_app().await;
+    ready(&app).await?;
+    let _records = run_pipeline(&mut app);
+    let token = shop(&app).await?;
+    searchable(&app, &token).await?;
+    let queries = ["q=kettle", "q=kettel", "q=sofa&sort=price_asc"];
+    for query in queries {
+        search(&app, query).await?;
+    }
+    let metrics = app.client.get(app.url("/metrics")).send().await?.text().await?;
+    // `searchable` searched once or more (it waits with a token), then the queries above.
+    for phase in ["queued", "searched"] {
+        let prefix = format!("search_duration_seconds_count{{phase=\"{phase}\"}} ");
+        let line = metrics.lines().find(|l| l.starts_with(&prefix)).with_context(|| format!("no {prefix} in\n{metrics}"))?;
+        let count: f64 = line[prefix.len()..].trim().parse()?;
+        ensure!(count >= (queries.len() + 1) as f64, "{line}");
+    }
+    ensure!(metrics.contains("search_duration_seconds_bucket{phase=\"searched\",le=\"0.001\"}"), "{metrics}");
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn typos_stemming_and_the_last_word_as_a_prefix() -> Result<()> {
     let mut app = spawn_app().await;
     ready(&app).await?;

@@ -16,6 +16,7 @@ use shopflow_search::{Filters, SearchError, SearchRequest, SearchResults, Sugges
 
 use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::metrics::SEARCH_DURATION;
 use crate::openapi::{AdminErrors, ReadErrors, WriteErrors};
 use crate::extract::{ApiQuery, WriteJson};
 use crate::idempotency::Write;
@@ -120,12 +121,16 @@ pub async fn search(
     };
     state.search_consistent(&read).await?;
     let index = state.search.clone();
-    let (request, results) = tokio::task::spawn_blocking(move || {
+    let handed = Instant::now();
+    let (request, results, queued, searched) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         let results = index.search(&request);
-        (request, results)
+        (request, results, started - handed, started.elapsed())
     })
     .await
     .map_err(|_| ApiError::Internal)?;
+    metrics::histogram!(SEARCH_DURATION, "phase" => "queued").record(queued.as_secs_f64());
+    metrics::histogram!(SEARCH_DURATION, "phase" => "searched").record(searched.as_secs_f64());
     let results = results.map_err(search_error)?;
     if !request.text.trim().is_empty() {
         record(&state, user, &request.text, results.total);
