@@ -152,9 +152,8 @@ pub fn stable_hash(value: impl Hash) -> u64 {
     h.finish()
 }
 
-/// The document for a product, with its top-seller units (0 when it never sold).
-/// The document of a product; `content` is its [`content_hash`], which the caller has computed
-/// already to see whether the document changed.
+/// The document for a product, with its top-seller units (0 when it never sold). `content` is
+/// its [`content_hash`], which the caller has computed already to see whether it changed.
 pub fn document(fields: &Fields, row: &ProductRow, top: Option<&TopSellerRow>, content: u64) -> TantivyDocument {
     let units = units(top);
     let mut doc = TantivyDocument::default();

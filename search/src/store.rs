@@ -40,10 +40,10 @@ pub fn open_dir(dir: &Path, schema: Schema) -> Result<(Index, bool), SearchError
     Ok((index, true))
 }
 
-/// Product id → content hash of every live document (what a sync compares with the views).
-/// Each indexed product's content hash; looked up once per product change.
+/// Product id → content hash of its document; looked up once per product change.
 pub type Known = HashMap<Id, u64, foldhash::fast::RandomState>;
 
+/// Product id → content hash of every live document (what a sync compares with the views).
 pub fn known_documents(searcher: &Searcher) -> Result<Known, SearchError> {
     let mut known = Known::default();
     for segment in searcher.segment_readers() {
