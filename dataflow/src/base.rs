@@ -33,6 +33,20 @@ macro_rules! base_collections {
             pub fn is_empty(&self) -> bool {
                 $( self.$field.is_empty() && )* $( self.$wfield.is_empty() && )* self.decisions.is_empty()
             }
+
+            /// Sums the differences of equal rows and drops those that cancel: an order that
+            /// moves from `pending` through two holds to `reserved` within one epoch enters
+            /// the dataflow once, as its last version, not as three retractions and four
+            /// insertions that every downstream operator and the publication would carry.
+            pub fn consolidate(&mut self) {
+                $( differential_dataflow::consolidation::consolidate(&mut self.$field); )*
+                $( consolidate_windowed(&mut self.$wfield); )*
+            }
+
+            /// Rows of every base collection (decisions aside).
+            pub fn len(&self) -> usize {
+                0 $( + self.$field.len() )* $( + self.$wfield.len() )*
+            }
         }
 
         /// The collections every job is built from.
@@ -86,6 +100,23 @@ macro_rules! base_collections {
     };
 }
 
+/// `consolidate` for windowed changes: equal rows leaving the window at the same moment.
+fn consolidate_windowed<D: Ord>(changes: &mut Vec<(D, isize, i64)>) {
+    if changes.len() < 2 {
+        return;
+    }
+    changes.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    let mut kept: Vec<(D, isize, i64)> = Vec::with_capacity(changes.len());
+    for (data, diff, leaves_at) in changes.drain(..) {
+        match kept.last_mut() {
+            Some(last) if last.0 == data && last.2 == leaves_at => last.1 += diff,
+            _ => kept.push((data, diff, leaves_at)),
+        }
+    }
+    kept.retain(|(_, diff, _)| *diff != 0);
+    *changes = kept;
+}
+
 base_collections! {
     plain {
         products: (Id, ProductBase),
@@ -129,5 +160,45 @@ base_collections! {
         /// Products, the difference being units sold within the last hour / day (event time).
         sold_hour: Id,
         sold_day: Id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(a: &str, b: &str) -> (Id, Id) {
+        (Id::from(a), Id::from(b))
+    }
+
+    #[test]
+    fn consolidation_keeps_the_net_change_of_each_row() {
+        let mut changes = Changes::default();
+        // p1 in w1 goes 5 → 4 → 3 within the epoch; p2 appears and goes again.
+        changes.stock.extend([
+            ((pair("p1", "w1"), 5), -1),
+            ((pair("p1", "w1"), 4), 1),
+            ((pair("p2", "w1"), 7), 1),
+            ((pair("p1", "w1"), 4), -1),
+            ((pair("p1", "w1"), 3), 1),
+            ((pair("p2", "w1"), 7), -1),
+        ]);
+        changes.consolidate();
+        assert_eq!(changes.stock, vec![((pair("p1", "w1"), 3), 1), ((pair("p1", "w1"), 5), -1)]);
+        assert_eq!(changes.len(), 2);
+    }
+
+    #[test]
+    fn windowed_changes_sum_only_when_they_leave_the_window_together() {
+        let mut changes = Changes::default();
+        changes.sold_hour.extend([
+            (Id::from("p1"), 2, 1_000),
+            (Id::from("p1"), 1, 1_000),
+            (Id::from("p1"), 1, 2_000),
+            (Id::from("p2"), 1, 1_000),
+            (Id::from("p2"), -1, 1_000),
+        ]);
+        changes.consolidate();
+        assert_eq!(changes.sold_hour, vec![(Id::from("p1"), 3, 1_000), (Id::from("p1"), 1, 2_000)]);
     }
 }

@@ -113,8 +113,8 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         };
         epoch_records += records.len();
         let epoch_read = epoch_records > 0;
+        // The epoch's changes enter the dataflow when it is sealed, consolidated (below).
         machine.apply(&records, &mut changes, &mut side);
-        inputs.insert(&mut changes);
         if !source.is_replaying() {
             side_writer.start(std::mem::take(&mut side));
         }
@@ -123,6 +123,12 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         let room = in_flight.len() < shared.config.epochs_in_flight.max(1);
         let due = if epoch_read { room } else { last_seal.elapsed() >= idle_tick };
         if source.epoch_complete(due || holding_back) {
+            let folded = changes.len();
+            changes.consolidate();
+            if folded > 0 {
+                tracing::trace!(worker = index, epoch, folded, entered = changes.len(), "epoch sealed");
+            }
+            inputs.insert(&mut changes);
             let offsets = machine.positions();
             if epoch_read {
                 shared.data_epoch.fetch_max(epoch, Ordering::AcqRel);
@@ -174,6 +180,8 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
     side_writer.settle(&shared.stop)?;
     append_durably(shared.log.as_ref(), replayed_side, &shared.stop)?;
     machine.finish(shared.config.snapshot_on_stop)?;
+    changes.consolidate();
+    inputs.insert(&mut changes);
     // Close the inputs and let the dataflow drain briefly; in a cluster the other processes
     // may be stopping later or not at all, so after a grace period the dataflow is dropped
     // locally rather than waiting for them. Nothing is lost: the snapshot is written, and
