@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::ValidationError;
 
@@ -13,20 +14,24 @@ pub const MAX_ID_LEN: usize = 64;
 ///
 /// Ids are strings, not UUIDs, so that imported catalogs keep their own SKUs and ids while the
 /// write path mints UUIDv7 ids for new entities.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+///
+/// Shared, not owned: an id is cloned wherever a row is keyed, emitted or published (the
+/// pipeline's rows carry several each, cloned at every step), and a clone of an `Arc<str>` is
+/// a reference count where a `String`'s was an allocation and a copy. Ids never change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 #[serde(transparent)]
-pub struct Id(String);
+pub struct Id(Arc<str>);
 
 impl Id {
     pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
         let value = value.into();
         validate_id(&value)?;
-        Ok(Self(value))
+        Ok(Self(Arc::from(value)))
     }
 
     /// A fresh time-ordered id (UUIDv7), so ids sort roughly by creation time.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().to_string())
+        Self(Arc::from(uuid::Uuid::now_v7().to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -48,7 +53,32 @@ impl From<&str> for Id {
     /// Unchecked conversion for literals in code and tests; input from the outside goes
     /// through [`Id::new`] or event validation.
     fn from(value: &str) -> Self {
-        Self(value.to_owned())
+        Self(Arc::from(value))
+    }
+}
+
+/// A string on the wire, as before.
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// Read straight into the shared string: one allocation (serde's own `Arc<str>` reads a
+/// `Box<str>` first and copies it).
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl serde::de::Visitor<'_> for IdVisitor {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an id string")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Id, E> {
+                Ok(Id(Arc::from(value)))
+            }
+        }
+        deserializer.deserialize_str(IdVisitor)
     }
 }
 

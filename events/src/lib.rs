@@ -6,6 +6,7 @@
 
 mod ids;
 mod partition;
+mod read;
 mod time;
 mod topic;
 pub mod types;
@@ -24,7 +25,8 @@ use types::*;
 /// The envelope version this build writes and reads.
 pub const ENVELOPE_VERSION: u16 = 1;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Read by hand (`read`), written by the derive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Envelope {
     /// Envelope version.
     pub v: u16,

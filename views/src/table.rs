@@ -18,6 +18,12 @@ impl<K: Ord + Clone, V: Clone> Table<K, V> {
         self.rows.read().get(key).cloned()
     }
 
+    /// What `read` makes of one row, without copying the row (a listener of every change
+    /// that only looks at one field should not clone whole orders).
+    pub fn with<R>(&self, key: &K, read: impl FnOnce(&V) -> R) -> Option<R> {
+        self.rows.read().get(key).map(read)
+    }
+
     pub fn len(&self) -> usize {
         self.rows.read().len()
     }
@@ -97,6 +103,15 @@ impl<K: Ord + Clone, V: Clone> Table<K, V> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn with_reads_one_row_in_place_or_says_it_is_missing() {
+        let table = Table::default();
+        table.apply(vec![(1u32, Some(vec![10u32, 20])), (2, Some(vec![30]))]);
+        assert_eq!(table.with(&1, |row| row.len()), Some(2));
+        assert_eq!(table.with(&2, |row| row[0]), Some(30));
+        assert_eq!(table.with(&3, |row| row.len()), None);
+    }
 
     proptest! {
         #[test]

@@ -166,7 +166,7 @@ async fn measure(backend: &Backend, config: &SuiteConfig, commerce: &CommerceCon
             }
             let mut seen = decided.seen.lock().expect("not poisoned");
             for id in changed.orders {
-                if !seen.contains(id) && views.orders.get(id).is_some_and(|row| row.status != OrderStatus::Pending) {
+                if !seen.contains(id) && views.orders.with(id, |row| row.status != OrderStatus::Pending) == Some(true) {
                     seen.insert(id.clone());
                     decided.count.fetch_add(1, Ordering::Relaxed);
                 }
