@@ -43,8 +43,8 @@ macro_rules! base_collections {
                 $( consolidate_windowed(&mut self.$wfield); )*
             }
 
-            /// Rows of every base collection (decisions aside).
-            pub fn len(&self) -> usize {
+            /// Rows of every base collection (the decisions are not rows).
+            pub fn rows(&self) -> usize {
                 0 $( + self.$field.len() )* $( + self.$wfield.len() )*
             }
         }
@@ -185,7 +185,7 @@ mod tests {
         ]);
         changes.consolidate();
         assert_eq!(changes.stock, vec![((pair("p1", "w1"), 3), 1), ((pair("p1", "w1"), 5), -1)]);
-        assert_eq!(changes.len(), 2);
+        assert_eq!(changes.rows(), 2);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use workload::Workload;
 
 /// The log record of an event: its topic, keyed by its partition key.
 pub fn record(envelope: &Envelope) -> OutRecord {
-    OutRecord::of(&envelope)
+    OutRecord::of(envelope)
 }
 
 /// The log records of events, in order.

@@ -123,10 +123,10 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         let room = in_flight.len() < shared.config.epochs_in_flight.max(1);
         let due = if epoch_read { room } else { last_seal.elapsed() >= idle_tick };
         if source.epoch_complete(due || holding_back) {
-            let folded = changes.len();
+            let folded = changes.rows();
             changes.consolidate();
             if folded > 0 {
-                tracing::trace!(worker = index, epoch, folded, entered = changes.len(), "epoch sealed");
+                tracing::trace!(worker = index, epoch, folded, entered = changes.rows(), "epoch sealed");
             }
             inputs.insert(&mut changes);
             let offsets = machine.positions();

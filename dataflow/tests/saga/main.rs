@@ -91,7 +91,7 @@ fn user(i: usize) -> Id {
 }
 
 fn record(envelope: &Envelope) -> OutRecord {
-    OutRecord::of(&envelope)
+    OutRecord::of(envelope)
 }
 
 fn now() -> i64 {
