@@ -127,6 +127,8 @@ impl ThreadCpu {
 #[derive(Clone, Copy, Debug)]
 pub struct MachineCpu {
     machine_busy_secs: f64,
+    /// Time the hypervisor ran someone else on this VM's CPUs (`/proc/stat`'s steal).
+    steal_secs: f64,
     own_secs: f64,
     broker_secs: f64,
     at: std::time::Instant,
@@ -178,19 +180,11 @@ impl MachineCpu {
     /// `broker`: the Kafka bootstrap address when the phase runs on Kafka.
     pub fn sample(broker: Option<&str>) -> Option<Self> {
         let ticks = clock_ticks();
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<f64> = stat
-            .lines()
-            .find(|l| l.starts_with("cpu "))?
-            .split_whitespace()
-            .skip(1)
-            .map(|f| f.parse().unwrap_or(0.0))
-            .collect();
-        // user nice system idle iowait irq softirq steal (guest time is inside user).
-        let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| cpu.get(i)).sum();
+        let (busy, steal) = busy_and_steal(&std::fs::read_to_string("/proc/stat").ok()?)?;
         let own = process_secs(&std::fs::read_to_string("/proc/self/stat").ok()?, ticks)?;
         Some(Self {
             machine_busy_secs: busy / ticks,
+            steal_secs: steal / ticks,
             own_secs: own,
             broker_secs: broker.map_or(0.0, |b| broker_secs(b, ticks)),
             at: std::time::Instant::now(),
@@ -213,6 +207,16 @@ impl MachineCpu {
         ((others / wall).max(0.0) * 100.0).round() / 100.0
     }
 
+    /// Cores the hypervisor took from this VM on average since `earlier`: time no process
+    /// here could run, which moves every figure of the phase (it is not "other processes").
+    pub fn steal_since(&self, earlier: &MachineCpu) -> f64 {
+        let wall = self.wall_since(earlier);
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        ((self.steal_secs - earlier.steal_secs) / wall * 100.0).round() / 100.0
+    }
+
     /// Cores the broker kept busy on average since `earlier`.
     pub fn broker_since(&self, earlier: &MachineCpu) -> f64 {
         let wall = self.wall_since(earlier);
@@ -221,6 +225,21 @@ impl MachineCpu {
         }
         ((self.broker_secs - earlier.broker_secs) / wall * 100.0).round() / 100.0
     }
+}
+
+/// Busy and stolen ticks of the whole machine from `/proc/stat`'s `cpu` line: user, nice,
+/// system, irq and softirq are busy (guest time is inside user); steal apart.
+fn busy_and_steal(stat: &str) -> Option<(f64, f64)> {
+    let cpu: Vec<f64> = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = [0, 1, 2, 5, 6].iter().filter_map(|&i| cpu.get(i)).sum();
+    Some((busy, cpu.get(7).copied().unwrap_or(0.0)))
 }
 
 /// Threads keep their own names (`timely:work-0`, `shopflow-log-writer`) so an imbalance
@@ -240,4 +259,17 @@ pub fn peak_rss_mib() -> Option<f64> {
         .parse()
         .ok()?;
     Some((kb / 1024.0).round())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steal_is_counted_apart_from_the_machine_busy_time() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let stat = "cpu  100 20 30 4000 50 6 7 800 0 0\ncpu0 50 10 15 2000 25 3 3 400 0 0\n";
+        assert_eq!(busy_and_steal(stat), Some((163.0, 800.0)));
+        assert_eq!(busy_and_steal("cpu0 1 2 3\n"), None, "only the machine's line counts");
+    }
 }

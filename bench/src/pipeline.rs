@@ -165,6 +165,10 @@ pub struct PhaseLoad {
     pub other_cores: f64,
     /// Cores the Kafka broker kept busy on average (part of the Kafka backend's cost).
     pub broker_cores: Option<f64>,
+    /// Cores the hypervisor took from this VM on average (CPU steal): no process here ran on
+    /// them, so every figure of the phase is lower for it too.
+    #[serde(default)]
+    pub steal_cores: f64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -209,6 +213,7 @@ pub async fn run_phase(
         result.machine_load.push(PhaseLoad {
             phase: phase.name().to_owned(),
             other_cores: after.others_since(&before),
+            steal_cores: after.steal_since(&before),
             broker_cores: backend.kafka.as_ref().map(|_| after.broker_since(&before)),
         });
     }

@@ -370,11 +370,12 @@ impl Report {
             .iter()
             .filter_map(|(b, l)| l.broker_cores.map(|c| format!("{b} {} {c:.2}", l.phase)))
             .collect();
-        let worst = loads.iter().map(|(_, l)| l.other_cores).fold(0.0f64, f64::max);
+        let worst = loads.iter().map(|(_, l)| l.other_cores + l.steal_cores).fold(0.0f64, f64::max);
+        let steal: Vec<String> = loads.iter().map(|(b, l)| format!("{b} {} {:.2}", l.phase, l.steal_cores)).collect();
         let _ = writeln!(
             s,
             "\nOther processes on the machine (cores busy on average, of {}, while each phase ran; the benchmark \
-             process and its broker excluded): {}.{}{}",
+             process and its broker excluded): {}.{} Taken by the hypervisor (CPU steal, cores): {}.{}",
             self.machine.nproc,
             others.join(", "),
             if broker.is_empty() {
@@ -382,6 +383,7 @@ impl Report {
             } else {
                 format!(" The Kafka broker (same machine): {}.", broker.join(", "))
             },
+            steal.join(", "),
             if worst >= 0.2 {
                 " **The machine was shared during at least one phase: its figures are lower than an idle \
                  machine would give.**"

@@ -95,6 +95,7 @@ pub(crate) async fn run(backend: &Backend, config: &SuiteConfig, commerce: &Comm
         result.machine_load = Some(PhaseLoad {
             phase: "commerce-decide".into(),
             other_cores: after.others_since(&before),
+            steal_cores: after.steal_since(&before),
             broker_cores: backend.kafka.as_ref().map(|_| after.broker_since(&before)),
         });
     }

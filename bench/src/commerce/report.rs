@@ -79,7 +79,7 @@ pub(crate) fn markdown(r: &CommerceResult) -> String {
         let _ = writeln!(s, "| other saga records written | {} (charge requests, decisions) → {:.0} records/s in all |", d.saga_other_records, d.all_records_per_sec);
         let _ = writeln!(s, "| CPU | {:.2} cores busy in this process; top threads: {} |", d.cpu_cores_busy, top_threads(&d.cpu_by_thread));
         if let Some(l) = &d.machine_load {
-            let _ = writeln!(s, "| machine load | other processes: {:.2} cores{} |", l.other_cores, l.broker_cores.map_or(String::new(), |b| format!("; broker {b:.2} cores")));
+            let _ = writeln!(s, "| machine load | other processes: {:.2} cores{}; stolen by the hypervisor: {:.2} cores |", l.other_cores, l.broker_cores.map_or(String::new(), |b| format!("; broker {b:.2} cores")), l.steal_cores);
         }
         let _ = writeln!(s, "| peak RSS | {} |\n", d.peak_rss_mib.map_or("–".into(), |m| format!("{m:.0} MiB")));
     }
@@ -104,7 +104,7 @@ pub(crate) fn markdown(r: &CommerceResult) -> String {
                 run.wait, run.target_rate, run.answered_rate, run.latency.p50_ms, run.latency.p90_ms, run.latency.p99_ms, run.latency.max_ms,
                 run.service.p99_ms, map(&run.statuses), map(&run.outcomes),
                 ms(f.view.p50_ms), ms(f.view.p99_ms), ms(f.sse.p50_ms), ms(f.sse.p99_ms), ms(f.view_after_answer.p50_ms),
-                run.cpu_cores_busy, run.machine_load.as_ref().map_or("–".into(), |l| format!("{:.2}", l.other_cores)));
+                run.cpu_cores_busy, run.machine_load.as_ref().map_or("–".into(), |l| format!("{:.2} (+ {:.2} stolen)", l.other_cores, l.steal_cores)));
         }
         s.push('\n');
         let _ = writeln!(s, "Where the time of orders answered `paid` went (p50 / p99, from event times, ms resolution):\n");
