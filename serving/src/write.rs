@@ -129,7 +129,7 @@ impl AppState {
 
     /// Appends one envelope under its partition key, within `write_timeout`.
     async fn append(&self, envelope: &Envelope) -> Result<Vec<Position>, ApiError> {
-        let record = OutRecord::of(&envelope);
+        let record = OutRecord::of(envelope);
         let positions = tokio::time::timeout(self.config.write_timeout, self.log.append(vec![record]))
             .await
             .map_err(|_| {

@@ -96,7 +96,7 @@ pub(crate) fn markdown(r: &CommerceResult) -> String {
             `wait=reservation` (answered once the stock is held: the shop's own path without the payment worker and the simulated gateway). \
             Before the first run, an unmeasured {:.0} s run at the lowest rate warms the shop up (first connections, first allocations).\n",
             o.workers, o.partitions, o.idle_tick_ms, o.epochs_in_flight, o.products, o.customers, o.order_wait_max_ms, o.probes_per_sec, super::orders::WARM_UP_SECS);
-        let _ = writeln!(s, "| wait | target/s | answered/s | p50 | p90 | p99 | max | service p99 | statuses | outcomes | fresh view p50 / p99 | fresh SSE p50 / p99 | answer→view p50 | CPU cores (this process) | other processes' cores |");
+        let _ = writeln!(s, "| wait | target/s | answered/s | p50 | p90 | p99 | max | service p99 | statuses | outcomes | fresh view p50 / p99 | fresh SSE p50 / p99 | answer→view p50 | CPU cores (this process) | other processes' cores (+ stolen by the hypervisor) |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for run in &o.runs {
             let f = &run.freshness;
