@@ -197,33 +197,30 @@ impl MachineCpu {
 
     /// Cores processes other than this one and the broker kept busy on average since `earlier`.
     pub fn others_since(&self, earlier: &MachineCpu) -> f64 {
+        let others = (self.machine_busy_secs - earlier.machine_busy_secs)
+            - (self.own_secs - earlier.own_secs)
+            - (self.broker_secs - earlier.broker_secs);
+        self.cores(earlier, others.max(0.0))
+    }
+
+    /// `secs` of CPU since `earlier` as cores busy on average, to two decimals.
+    fn cores(&self, earlier: &MachineCpu, secs: f64) -> f64 {
         let wall = self.wall_since(earlier);
         if wall <= 0.0 {
             return 0.0;
         }
-        let others = (self.machine_busy_secs - earlier.machine_busy_secs)
-            - (self.own_secs - earlier.own_secs)
-            - (self.broker_secs - earlier.broker_secs);
-        ((others / wall).max(0.0) * 100.0).round() / 100.0
+        (secs / wall * 100.0).round() / 100.0
     }
 
     /// Cores the hypervisor took from this VM on average since `earlier`: time no process
     /// here could run, which moves every figure of the phase (it is not "other processes").
     pub fn steal_since(&self, earlier: &MachineCpu) -> f64 {
-        let wall = self.wall_since(earlier);
-        if wall <= 0.0 {
-            return 0.0;
-        }
-        ((self.steal_secs - earlier.steal_secs) / wall * 100.0).round() / 100.0
+        self.cores(earlier, self.steal_secs - earlier.steal_secs)
     }
 
     /// Cores the broker kept busy on average since `earlier`.
     pub fn broker_since(&self, earlier: &MachineCpu) -> f64 {
-        let wall = self.wall_since(earlier);
-        if wall <= 0.0 {
-            return 0.0;
-        }
-        ((self.broker_secs - earlier.broker_secs) / wall * 100.0).round() / 100.0
+        self.cores(earlier, self.broker_secs - earlier.broker_secs)
     }
 }
 

@@ -171,6 +171,18 @@ pub struct PhaseLoad {
     pub steal_cores: f64,
 }
 
+impl PhaseLoad {
+    /// The machine's load between two samples; `broker`: the phase runs on the Kafka broker.
+    pub fn between(phase: String, before: &MachineCpu, after: &MachineCpu, broker: bool) -> Self {
+        Self {
+            phase,
+            other_cores: after.others_since(before),
+            broker_cores: broker.then(|| after.broker_since(before)),
+            steal_cores: after.steal_since(before),
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct BackendResult {
     pub backend: String,
@@ -210,12 +222,7 @@ pub async fn run_phase(
         Phase::Restart => restart_phase(backend, config, result).await,
     }
     if let (Some(before), Some(after)) = (before, MachineCpu::sample(backend.kafka.as_deref())) {
-        result.machine_load.push(PhaseLoad {
-            phase: phase.name().to_owned(),
-            other_cores: after.others_since(&before),
-            steal_cores: after.steal_since(&before),
-            broker_cores: backend.kafka.as_ref().map(|_| after.broker_since(&before)),
-        });
+        result.machine_load.push(PhaseLoad::between(phase.name().to_owned(), &before, &after, backend.kafka.is_some()));
     }
 }
 

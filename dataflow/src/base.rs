@@ -25,7 +25,8 @@ macro_rules! base_collections {
         #[derive(Default, Debug)]
         pub struct Changes {
             $( $(#[$doc])* pub $field: Vec<($data, isize)>, )*
-            $( $(#[$wdoc])* pub $wfield: Vec<($wdata, isize, i64)>, )*
+            // Windowed: (row, when it leaves the window, difference), differential's update order.
+            $( $(#[$wdoc])* pub $wfield: Vec<($wdata, i64, isize)>, )*
             pub decisions: Vec<Envelope>,
         }
 
@@ -40,7 +41,7 @@ macro_rules! base_collections {
             /// insertions that every downstream operator and the publication would carry.
             pub fn consolidate(&mut self) {
                 $( differential_dataflow::consolidation::consolidate(&mut self.$field); )*
-                $( consolidate_windowed(&mut self.$wfield); )*
+                $( differential_dataflow::consolidation::consolidate_updates(&mut self.$wfield); )*
             }
 
             /// Rows of every base collection (the decisions are not rows).
@@ -80,7 +81,7 @@ macro_rules! base_collections {
                 $( for (data, diff) in changes.$field.drain(..) { self.$field.update(data, diff); } )*
                 $(
                     let now = *self.$wfield.time();
-                    for (data, diff, leaves_at) in changes.$wfield.drain(..) {
+                    for (data, leaves_at, diff) in changes.$wfield.drain(..) {
                         let leaves_at = u64::try_from(leaves_at).unwrap_or(0);
                         if leaves_at > now {
                             self.$wfield.update(data.clone(), diff);
@@ -98,23 +99,6 @@ macro_rules! base_collections {
             }
         }
     };
-}
-
-/// `consolidate` for windowed changes: equal rows leaving the window at the same moment.
-fn consolidate_windowed<D: Ord>(changes: &mut Vec<(D, isize, i64)>) {
-    if changes.len() < 2 {
-        return;
-    }
-    changes.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
-    let mut kept: Vec<(D, isize, i64)> = Vec::with_capacity(changes.len());
-    for (data, diff, leaves_at) in changes.drain(..) {
-        match kept.last_mut() {
-            Some(last) if last.0 == data && last.2 == leaves_at => last.1 += diff,
-            _ => kept.push((data, diff, leaves_at)),
-        }
-    }
-    kept.retain(|(_, diff, _)| *diff != 0);
-    *changes = kept;
 }
 
 base_collections! {
@@ -192,13 +176,13 @@ mod tests {
     fn windowed_changes_sum_only_when_they_leave_the_window_together() {
         let mut changes = Changes::default();
         changes.sold_hour.extend([
-            (Id::from("p1"), 2, 1_000),
-            (Id::from("p1"), 1, 1_000),
-            (Id::from("p1"), 1, 2_000),
-            (Id::from("p2"), 1, 1_000),
-            (Id::from("p2"), -1, 1_000),
+            (Id::from("p1"), 1_000, 2),
+            (Id::from("p1"), 1_000, 1),
+            (Id::from("p1"), 2_000, 1),
+            (Id::from("p2"), 1_000, 1),
+            (Id::from("p2"), 1_000, -1),
         ]);
         changes.consolidate();
-        assert_eq!(changes.sold_hour, vec![(Id::from("p1"), 3, 1_000), (Id::from("p1"), 1, 2_000)]);
+        assert_eq!(changes.sold_hour, vec![(Id::from("p1"), 1_000, 3), (Id::from("p1"), 2_000, 1)]);
     }
 }

@@ -138,13 +138,12 @@ impl<'de, D: Deserializer<'de>> MapAccess<'de> for TaggedFields<'_, D> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, D::Error> {
-        match (self.tag.take(), self.data.take()) {
-            (Some(tag), data) => {
-                self.data = data;
-                seed.deserialize(StrDeserializer::new(tag))
-            }
-            (None, Some(data)) => seed.deserialize(data),
-            (None, None) => Err(de::Error::custom("the event was read already")),
+        if let Some(tag) = self.tag.take() {
+            return seed.deserialize(StrDeserializer::new(tag));
+        }
+        match self.data.take() {
+            Some(data) => seed.deserialize(data),
+            None => Err(de::Error::custom("the event was read already")),
         }
     }
 }

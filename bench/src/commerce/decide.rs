@@ -92,12 +92,7 @@ pub(crate) async fn run(backend: &Backend, config: &SuiteConfig, commerce: &Comm
     phase.remove().await;
     let mut result = outcome?;
     if let (Some(before), Some(after)) = (before, MachineCpu::sample(backend.kafka.as_deref())) {
-        result.machine_load = Some(PhaseLoad {
-            phase: "commerce-decide".into(),
-            other_cores: after.others_since(&before),
-            steal_cores: after.steal_since(&before),
-            broker_cores: backend.kafka.as_ref().map(|_| after.broker_since(&before)),
-        });
+        result.machine_load = Some(PhaseLoad::between("commerce-decide".into(), &before, &after, backend.kafka.is_some()));
     }
     Ok(result)
 }

@@ -177,7 +177,7 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
         let out = load::run(stack.addr, wait, tokens.clone(), jobs).await?;
         let cpu_by_thread = ThreadCpu::sample().since(&cpu_before);
         let machine_load = match (before, MachineCpu::sample(None)) {
-            (Some(b), Some(a)) => Some(PhaseLoad { phase: format!("commerce-orders-{wait}-{rate}"), other_cores: a.others_since(&b), broker_cores: None, steal_cores: a.steal_since(&b) }),
+            (Some(b), Some(a)) => Some(PhaseLoad::between(format!("commerce-orders-{wait}-{rate}"), &b, &a, false)),
             _ => None,
         };
         // The saga's tail (payments queued behind the gateway, their view changes) still

@@ -60,7 +60,7 @@ impl StatePart for InteractionState {
     fn insertions(&self, out: &mut Changes) {
         out.interactions.extend(self.interactions.iter().map(|(k, w)| (k.clone(), *w as isize)));
         out.purchases.extend(self.purchases.iter().map(|(k, q)| (k.clone(), *q as isize)));
-        out.trending.extend(self.window.iter().map(|(ts, p, w)| (p.clone(), *w as isize, ts + TRENDING_WINDOW_MS)));
+        out.trending.extend(self.window.iter().map(|(ts, p, w)| (p.clone(), ts + TRENDING_WINDOW_MS, *w as isize)));
     }
 }
 
@@ -68,7 +68,7 @@ impl InteractionState {
     fn interact(&mut self, ts: i64, user: &Id, product: &Id, weight: i64, out: &mut Changes) {
         add(&mut self.interactions, (user.clone(), product.clone()), weight, &mut out.interactions);
         self.window.push_back((ts, product.clone(), weight));
-        out.trending.push((product.clone(), weight as isize, ts + TRENDING_WINDOW_MS));
+        out.trending.push((product.clone(), ts + TRENDING_WINDOW_MS, weight as isize));
     }
 
     /// Forgets interactions that left the trending window before `now` (event time).

@@ -383,7 +383,7 @@ mod tests {
         let key = (user.clone(), Id::from("p"));
         assert_eq!(out.interactions, vec![(key.clone(), 1), (key.clone(), 10)], "a view, then 2 units at weight 5");
         assert_eq!(out.purchases, vec![(key.clone(), 2), (key.clone(), -2)]);
-        assert_eq!(out.trending[1], (Id::from("p"), 10, placed.ts + TRENDING_WINDOW_MS));
+        assert_eq!(out.trending[1], (Id::from("p"), placed.ts + TRENDING_WINDOW_MS, 10));
         let restored = state.as_insertions();
         assert_eq!(restored.interactions, vec![(key, 11)]);
         assert!(restored.purchases.is_empty());

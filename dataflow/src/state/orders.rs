@@ -522,8 +522,8 @@ fn sale(row: &OrderRow, paid_at: i64, sign: isize, out: &mut Changes) {
     for line in &row.lines {
         let units = sign * line.quantity as isize;
         out.sold.push((line.product_id.clone(), units));
-        out.sold_hour.push((line.product_id.clone(), units, paid_at + HOUR_MS));
-        out.sold_day.push((line.product_id.clone(), units, paid_at + DAY_MS));
+        out.sold_hour.push((line.product_id.clone(), paid_at + HOUR_MS, units));
+        out.sold_day.push((line.product_id.clone(), paid_at + DAY_MS, units));
     }
 }
 
