@@ -29,7 +29,7 @@ use futures::{FutureExt, StreamExt};
 use shopflow_events::types::{ChargeFailed, ChargeRequested, ChargeSucceeded, PaymentRefunded, RefundApproved, RefundFailed};
 use shopflow_events::{DecodeError, Envelope, Event, Id, Topic};
 use shopflow_ingest::{EventLog, OutRecord, Position, Record};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::backoff::Backoff;
 use crate::consume::GroupReader;
@@ -122,33 +122,74 @@ impl PaymentWorker {
         let mut reader = reader;
         let mut backlog: VecDeque<Record> = VecDeque::new();
         let mut in_flight = FuturesOrdered::new();
+        // Requests done, in log order, waiting for the flush in progress to finish.
+        let mut done: Vec<Handled> = Vec::new();
+        // Flushes: append the outcomes, then commit past them. One append at a time, and each
+        // commit after the one before (commits never go backwards), but a flush's append may
+        // run while the previous flush commits; requests keep being sent and collected all the
+        // while. (The loop used to wait for each flush: two durable writes in a row during
+        // which no charge started, which held the worker to about `concurrency` charges per
+        // round trip: ~1,400 orders/s answered over HTTP at 2,000/s offered.)
+        let mut flushes: FuturesOrdered<tokio::task::JoinHandle<Result<Flushed, PaymentsError>>> = FuturesOrdered::new();
+        // The flush whose append is under way: the next one starts once it is durable.
+        let mut appending: Option<oneshot::Receiver<()>> = None;
+        // The newest flush's commit, which the next flush's commit waits for.
+        let mut last_commit: Option<oneshot::Receiver<()>> = None;
+        // A request interrupted by shutdown: nothing after it is collected or committed.
+        let mut interrupted = false;
         let mut stopping = *shutdown.borrow();
         let outcome = loop {
-            while in_flight.len() < concurrency && !stopping {
+            while in_flight.len() < concurrency && !stopping && !interrupted {
                 let Some(record) = backlog.pop_front() else { break };
                 in_flight.push_back(Task(tokio::spawn(handle(context.clone(), record))));
             }
-            if stopping && in_flight.is_empty() {
+            if appending.is_none() && !done.is_empty() {
+                let (appended, committed) = (oneshot::channel(), oneshot::channel());
+                let flusher = Flusher {
+                    log: self.log.clone(),
+                    config: config.clone(),
+                    shutdown: shutdown.clone(),
+                    appended: appended.0,
+                    after: last_commit.replace(committed.1),
+                    committed: committed.0,
+                };
+                appending = Some(appended.1);
+                flushes.push_back(tokio::spawn(flusher.flush(std::mem::take(&mut done))));
+            }
+            if flushes.is_empty() && (interrupted || (stopping && in_flight.is_empty())) {
                 break Ok(());
             }
             tokio::select! {
-                Some(first) = in_flight.next(), if !in_flight.is_empty() => {
-                    // Everything else already done goes in the same append and commit.
-                    let mut done = vec![first];
+                Some(first) = in_flight.next(), if !in_flight.is_empty() && !interrupted => {
+                    // Everything else already done joins it.
+                    let mut ready = vec![first];
                     while let Some(Some(next)) = in_flight.next().now_or_never() {
-                        done.push(next);
+                        ready.push(next);
                     }
-                    let done: Vec<Handled> = done.into_iter().map(|h| h.unwrap_or_else(|e| {
-                        // A panic in a request task: keep the record uncommitted.
-                        tracing::error!(error = %e, "a payment request task failed");
-                        Handled::Interrupted
-                    })).collect();
-                    let interrupted = done.iter().any(|h| matches!(h, Handled::Interrupted));
-                    if let Err(e) = self.flush(done, &mut progress, &mut shutdown).await {
-                        break Err(e);
+                    for handled in ready {
+                        let handled = handled.unwrap_or_else(|e| {
+                            // A panic in a request task: keep the record uncommitted.
+                            tracing::error!(error = %e, "a payment request task failed");
+                            Handled::Interrupted
+                        });
+                        interrupted |= matches!(handled, Handled::Interrupted);
+                        done.push(handled);
+                        if interrupted {
+                            break;
+                        }
                     }
-                    if interrupted {
-                        break Ok(());
+                }
+                // Done or failed: either way the next append may start (a failed flush's
+                // error comes below, and no later flush commits after it).
+                _ = async { appending.as_mut().expect("guarded").await }, if appending.is_some() => appending = None,
+                Some(flushed) = flushes.next(), if !flushes.is_empty() => {
+                    match flushed {
+                        Ok(Ok(flushed)) => {
+                            flushed.add_to(&mut progress);
+                            self.progress.send_replace(progress.clone());
+                        }
+                        Ok(Err(e)) => break Err(e),
+                        Err(e) => break Err(PaymentsError::Stopped(format!("the flush task failed: {e}"))),
                     }
                 }
                 chunk = reader.rx.recv(), if backlog.is_empty() && !stopping => match chunk {
@@ -165,17 +206,56 @@ impl PaymentWorker {
             }
         };
         // Requests after an interruption: their outcomes are not committed, so they are not
-        // needed (a restart re-runs them, idempotently). Dropping aborts them.
+        // needed (a restart re-runs them, idempotently). Dropping aborts them. A flush still
+        // running after a failure is waited for: its append may already be under way.
         drop(in_flight);
+        while let Some(flushed) = flushes.next().await {
+            if let Ok(Ok(flushed)) = flushed {
+                flushed.add_to(&mut progress);
+                self.progress.send_replace(progress.clone());
+            }
+        }
         reader.close().await;
         outcome?;
         tracing::info!(outcomes = progress.outcomes(), skipped = progress.skipped, committed = ?progress.committed, "payment worker stopped");
         Ok(progress)
     }
+}
 
+/// What one flush did: counts, and the offsets committed (empty if the commit failed).
+struct Flushed {
+    counts: WorkerProgress,
+}
+
+impl Flushed {
+    fn add_to(self, progress: &mut WorkerProgress) {
+        let c = self.counts;
+        progress.charges_succeeded += c.charges_succeeded;
+        progress.charges_failed += c.charges_failed;
+        progress.refunds += c.refunds;
+        progress.refunds_failed += c.refunds_failed;
+        progress.skipped += c.skipped;
+        progress.committed.extend(c.committed);
+    }
+}
+
+/// Appends outcomes and commits past them, on a task of its own.
+struct Flusher {
+    log: Arc<dyn EventLog>,
+    config: WorkerConfig,
+    shutdown: watch::Receiver<bool>,
+    /// Told once the outcomes are durable.
+    appended: oneshot::Sender<()>,
+    /// The previous flush's commit: this one's waits for it (dropped unsent: it failed).
+    after: Option<oneshot::Receiver<()>>,
+    /// Told once this flush's commit is done (or failed harmlessly).
+    committed: oneshot::Sender<()>,
+}
+
+impl Flusher {
     /// Appends the outcomes of a done prefix of records (until durable, retrying while the log
     /// is unavailable), then commits past them. Stops at the first interrupted record.
-    async fn flush(&self, done: Vec<Handled>, progress: &mut WorkerProgress, shutdown: &mut watch::Receiver<bool>) -> Result<(), PaymentsError> {
+    async fn flush(mut self, done: Vec<Handled>) -> Result<Flushed, PaymentsError> {
         let mut records = Vec::new();
         let mut next: BTreeMap<u32, u64> = BTreeMap::new();
         let mut counts = WorkerProgress::default();
@@ -199,29 +279,31 @@ impl PaymentWorker {
             };
             next.insert(at.0, at.1 + 1);
         }
-        if next.is_empty() {
-            return Ok(());
-        }
         if !records.is_empty() {
-            self.append(records, shutdown).await?;
+            self.append(records).await?;
+        }
+        let _ = self.appended.send(());
+        if let Some(after) = self.after.take() {
+            if after.await.is_err() {
+                return Err(PaymentsError::Stopped("an earlier flush failed; not committing past it".into()));
+            }
+        }
+        if next.is_empty() {
+            let _ = self.committed.send(());
+            return Ok(Flushed { counts });
         }
         let positions: Vec<Position> = next.iter().map(|(p, o)| Position::new(Topic::Payments.name(), *p, *o)).collect();
         // A failed commit is not fatal: the next one covers it, and a restart in between only
         // re-runs requests whose outcomes are already appended (same ids, same gateway answers).
         match self.log.commit(&self.config.group, &positions).await {
-            Ok(()) => progress.committed.extend(next),
+            Ok(()) => counts.committed = next,
             Err(e) => tracing::warn!(error = %e, "committing the worker's offsets failed; the next commit covers them"),
         }
-        progress.charges_succeeded += counts.charges_succeeded;
-        progress.charges_failed += counts.charges_failed;
-        progress.refunds += counts.refunds;
-        progress.refunds_failed += counts.refunds_failed;
-        progress.skipped += counts.skipped;
-        self.progress.send_replace(progress.clone());
-        Ok(())
+        let _ = self.committed.send(());
+        Ok(Flushed { counts })
     }
 
-    async fn append(&self, records: Vec<OutRecord>, shutdown: &mut watch::Receiver<bool>) -> Result<(), PaymentsError> {
+    async fn append(&mut self, records: Vec<OutRecord>) -> Result<(), PaymentsError> {
         let mut backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
         let cap = Duration::from_millis(self.config.retry_max_ms.max(1));
         let mut failures = 0u32;
@@ -232,12 +314,12 @@ impl PaymentWorker {
                 Err(e @ shopflow_ingest::LogError::Unavailable(_)) => {
                     failures += 1;
                     tracing::warn!(error = %e, failures, "appending outcomes failed; retrying");
-                    if *shutdown.borrow() && failures > 3 {
+                    if *self.shutdown.borrow() && failures > 3 {
                         return Err(PaymentsError::Stopped(format!("shutting down with outcomes not appended: {e}")));
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
+                        _ = self.shutdown.changed() => {}
                     }
                     backoff = (backoff * 2).min(cap);
                 }

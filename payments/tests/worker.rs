@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use std::sync::Mutex;
 use shopflow_events::{Envelope, Event, Topic};
 use shopflow_ingest::{EventLog, LogError, LogReader, OutRecord, Position, TopicSpec};
-use shopflow_payments::outcome_event_id;
+use shopflow_payments::{outcome_event_id, WorkerConfig};
 use support::*;
 
 fn outcome_of(event: &Event) -> Option<(&str, String)> {
@@ -134,6 +134,14 @@ struct ProbeLog {
     inner: Arc<dyn EventLog>,
     ops: Mutex<Vec<Op>>,
     fail_appends: AtomicU32,
+    /// Appends to `orders` wait for a permit here (and give it back), when set.
+    gate: Option<tokio::sync::Semaphore>,
+}
+
+impl ProbeLog {
+    fn new(inner: Arc<dyn EventLog>, fail_appends: u32) -> Self {
+        Self { inner, ops: Mutex::new(Vec::new()), fail_appends: AtomicU32::new(fail_appends), gate: None }
+    }
 }
 
 #[async_trait]
@@ -151,6 +159,9 @@ impl EventLog for ProbeLog {
         let to_orders = records.iter().any(|r| r.topic == "orders");
         if to_orders && self.fail_appends.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(LogError::Unavailable("probe: the log is down".into()));
+        }
+        if let (true, Some(gate)) = (to_orders, &self.gate) {
+            let _permit = gate.acquire().await.unwrap();
         }
         let ids = records.iter().filter_map(|r| Envelope::decode(r.value.as_deref()?).ok()).map(|e| e.id).collect();
         let positions = self.inner.append(records).await?;
@@ -178,7 +189,7 @@ impl EventLog for ProbeLog {
 #[tokio::test(flavor = "multi_thread")]
 async fn offsets_are_committed_only_after_the_outcomes_are_durable() {
     let base = test_log(Backend::Embedded).await;
-    let probe = Arc::new(ProbeLog { inner: base.log.clone(), ops: Mutex::new(Vec::new()), fail_appends: AtomicU32::new(3) });
+    let probe = Arc::new(ProbeLog::new(base.log.clone(), 3));
     let log: Arc<dyn EventLog> = probe.clone();
     let gateway_dir = tempfile::tempdir().unwrap();
     let gateway = start_gateway(gateway_dir.path(), 20).await;
@@ -213,6 +224,43 @@ async fn offsets_are_committed_only_after_the_outcomes_are_durable() {
     assert!(commits > 0);
     assert_eq!(probe.fail_appends.load(Ordering::SeqCst), 0, "the failed appends were retried");
     assert_eq!(durable.len(), requests.len());
+    gateway.stop().await.unwrap();
+}
+
+/// While the outcomes of the first requests are being appended (held here until released),
+/// the worker keeps charging: a slow durable write does not stop the requests behind it. Once
+/// the log answers, every outcome is appended and committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn charges_go_on_while_outcomes_are_being_appended() {
+    let base = test_log(Backend::Embedded).await;
+    let probe = Arc::new(ProbeLog { gate: Some(tokio::sync::Semaphore::new(0)), ..ProbeLog::new(base.log.clone(), 0) });
+    let log: Arc<dyn EventLog> = probe.clone();
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(gateway_dir.path(), 0).await;
+    let requests: Vec<Envelope> = (0..40).map(|i| charge_request(&format!("o-{i}"), &format!("u-{i}"), 100 + i, "tok_visa")).collect();
+    append(log.as_ref(), &requests).await;
+    let config = WorkerConfig { concurrency: 4, ..worker_config(&gateway.url()) };
+    let mut worker = spawn_worker(log.clone(), config);
+
+    // Waiting on its flush, the worker could have charged at most two rounds of `concurrency`.
+    let charged = async {
+        loop {
+            let charges = shopflow_payments::read_ledger(gateway_dir.path()).unwrap().charges.len();
+            if charges == requests.len() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, charged).await.expect("every request charged while the first append was held");
+    assert!(probe.ops.lock().unwrap().is_empty(), "nothing appended or committed before the gate opened");
+
+    probe.gate.as_ref().unwrap().add_permits(1);
+    worker.caught_up(log.as_ref()).await;
+    let progress = worker.stop().await;
+    assert_eq!(progress.charges_succeeded, requests.len() as u64);
+    let outcomes = read_events(&log, Topic::Orders.name()).await;
+    assert_eq!(outcomes.len(), requests.len(), "each outcome appended once");
     gateway.stop().await.unwrap();
 }
 

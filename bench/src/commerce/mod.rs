@@ -17,6 +17,7 @@ mod orders;
 mod report;
 mod shop;
 mod stack;
+mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

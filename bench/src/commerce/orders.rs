@@ -12,6 +12,7 @@ use super::fresh::{self, FreshnessResult, SeenAt, Stat};
 use super::load::{self, Job};
 use super::shop::{self, probe_category, Shop, PROBES_PER_CATEGORY};
 use super::stack::Stack;
+use super::timeline::{self, Timeline};
 use super::CommerceConfig;
 use crate::machine::{MachineCpu, ThreadCpu};
 use crate::pipeline::{process_cpu, source_targets, Percentiles, PhaseLoad};
@@ -45,6 +46,9 @@ pub struct RateRun {
     pub settle_secs: f64,
     /// Where the time of an order answered `paid` went, by event times (ms resolution).
     pub breakdown: Breakdown,
+    /// The same orders, hop by hop through the saga (from the log's append times).
+    #[serde(default)]
+    pub timeline: Timeline,
     pub freshness: FreshnessResult,
     pub cpu_by_thread: Vec<(String, f64)>,
     pub cpu_cores_busy: f64,
@@ -172,6 +176,7 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
         tokio::time::sleep(Duration::from_millis(200)).await;
 
         tracing::info!(wait, rate, requests, probes, "commerce order run");
+        let from = timeline::mark(stack.log.as_ref()).await?;
         let before = MachineCpu::sample(None);
         let cpu_before = ThreadCpu::sample();
         let out = load::run(stack.addr, wait, tokens.clone(), jobs).await?;
@@ -194,6 +199,7 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
         }
         let freshness = fresh::summarise(&out.probes, &stack.views, view_seen, &sse_seen);
         let breakdown = breakdown(&out.paid, &stack.views);
+        let timeline = timeline::measure(stack.log.as_ref(), from, &out.paid).await?;
         let run = RateRun {
             wait: wait.to_owned(),
             target_rate: rate,
@@ -210,6 +216,7 @@ async fn sweep(config: &CommerceConfig, stack: &Stack, shop: &mut Shop, plans: &
             probes,
             settle_secs,
             breakdown,
+            timeline,
             freshness,
             cpu_cores_busy: process_cpu(&cpu_by_thread) / out.wall_secs.max(1e-9),
             cpu_by_thread,

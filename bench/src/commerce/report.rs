@@ -116,6 +116,16 @@ pub(crate) fn markdown(r: &CommerceResult) -> String {
                 ms(b.charged_to_answer.p50_ms), ms(b.charged_to_answer.p99_ms));
         }
         s.push('\n');
+        if let Some(first) = o.runs.iter().find(|r| !r.timeline.hops.is_empty()) {
+            let _ = writeln!(s, "The same orders hop by hop through the saga, from the append times of its records (p50 / p99, ms resolution):\n");
+            let names: Vec<&str> = first.timeline.hops.iter().map(|(name, _)| name.as_str()).collect();
+            let _ = writeln!(s, "| wait | target/s | {} |\n|---|---|{}", names.join(" | "), "---|".repeat(names.len()));
+            for run in o.runs.iter().filter(|r| !r.timeline.hops.is_empty()) {
+                let hops: Vec<String> = run.timeline.hops.iter().map(|(_, h)| format!("{} / {}", ms(h.p50_ms), ms(h.p99_ms))).collect();
+                let _ = writeln!(s, "| {} | {:.0} | {} |", run.wait, run.target_rate, hops.join(" | "));
+            }
+            s.push('\n');
+        }
         for run in &o.runs {
             let f = &run.freshness;
             let _ = writeln!(s, "- {} {:.0}/s: {} requests in {:.0} s; the saga's tail settled {:.1} s after the last answer; probes {} answered, {} answered paid, {} charged (missing: charge {}, view {}, SSE {}); send lag p99 {:.1} ms; top threads: {}{}",

@@ -115,9 +115,6 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
         let epoch_read = epoch_records > 0;
         // The epoch's changes enter the dataflow when it is sealed, consolidated (below).
         machine.apply(&records, &mut changes, &mut side);
-        if !source.is_replaying() {
-            side_writer.start(std::mem::take(&mut side));
-        }
 
         let holding_back = epoch <= shared.data_epoch.load(Ordering::Acquire);
         let room = in_flight.len() < shared.config.epochs_in_flight.max(1);
@@ -144,8 +141,11 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
                         append_durably(shared.log.as_ref(), std::mem::take(&mut replayed_side), &shared.stop)?;
                     }
                 } else {
-                    // The epoch's remap entry is durable, after its dead letters and decisions
-                    // (appended as they were made), before the frontier may pass the epoch.
+                    // The epoch's remap entry is durable, with its dead letters and decisions,
+                    // before the frontier may pass the epoch. Those of earlier polls were
+                    // appended as they were made; those of this poll go in the remap entry's
+                    // append: one durable commit where two followed each other, which at a
+                    // light load is every epoch (read, folded and sealed in one pass).
                     side_writer.settle(&shared.stop)?;
                     let written = append_durably(shared.log.as_ref(), std::mem::take(&mut side), &shared.stop)?;
                     if let Some(entry) = written.last() {
@@ -175,8 +175,12 @@ pub(super) fn run(worker: &mut Worker, shared: &Shared) -> Result<(), PipelineEr
                 }
             }
         }
+        if !source.is_replaying() {
+            side_writer.start(std::mem::take(&mut side));
+        }
         worker.step();
     }
+    side_writer.start(std::mem::take(&mut side));
     side_writer.settle(&shared.stop)?;
     append_durably(shared.log.as_ref(), replayed_side, &shared.stop)?;
     machine.finish(shared.config.snapshot_on_stop)?;
