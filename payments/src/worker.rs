@@ -122,14 +122,14 @@ impl PaymentWorker {
         let mut reader = reader;
         let mut backlog: VecDeque<Record> = VecDeque::new();
         let mut in_flight = FuturesOrdered::new();
-        // Requests done, in log order, waiting for the flush in progress to finish.
+        // Requests done, in log order, waiting for the append under way to be durable.
         let mut done: Vec<Handled> = Vec::new();
         // Flushes: append the outcomes, then commit past them. One append at a time, and each
         // commit after the one before (commits never go backwards), but a flush's append may
         // run while the previous flush commits; requests keep being sent and collected all the
         // while. (The loop used to wait for each flush: two durable writes in a row during
         // which no charge started, which held the worker to about `concurrency` charges per
-        // round trip: ~1,400 orders/s answered over HTTP at 2,000/s offered.)
+        // round trip: ~1,500 orders/s answered over HTTP at 2,000/s offered.)
         let mut flushes: FuturesOrdered<tokio::task::JoinHandle<Result<Flushed, PaymentsError>>> = FuturesOrdered::new();
         // The flush whose append is under way: the next one starts once it is durable.
         let mut appending: Option<oneshot::Receiver<()>> = None;
@@ -222,7 +222,7 @@ impl PaymentWorker {
     }
 }
 
-/// What one flush did: counts, and the offsets committed (empty if the commit failed).
+/// What one flush did: its counts, with the offsets it committed (none if the commit failed).
 struct Flushed {
     counts: WorkerProgress,
 }

@@ -7,9 +7,10 @@
 //! The epoch still cannot be passed before its side records are durable: `settle` waits for
 //! every append still outstanding (appending again whatever failed) before the epoch's remap
 //! entry is written. (Records made by the poll that seals the epoch are not started here: they
-//! go in the remap entry's own append, one commit instead of two in a row.) A crash between the two leaves records whose epoch was never recorded;
-//! the restarted pipeline reads those offsets again, makes the same records with the same ids,
-//! and their consumers are idempotent by id.
+//! go in the remap entry's own append, one commit instead of two in a row.) A crash between
+//! the two leaves records whose epoch was never recorded; the restarted pipeline reads those
+//! offsets again, makes the same records with the same ids, and their consumers are idempotent
+//! by id.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
