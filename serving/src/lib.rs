@@ -63,7 +63,7 @@ pub use app::{Application, ServingError};
 pub use config::{parse_duration, AuthConfig, CommerceConfig, GatewayConfig, ServingConfig};
 pub use error::ApiError;
 pub use routes::{document, router};
-pub use state::AppState;
+pub use state::{AppState, SharedState};
 pub use token::ConsistencyToken;
 pub use write::Accepted;
 pub use recommender::{ModelSlot, Recommender};
