@@ -127,3 +127,60 @@ struct StepData {
     #[serde(default)]
     order_id: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use shopflow_ingest::{EmbeddedLog, OutRecord, TopicSpec};
+
+    use super::*;
+
+    fn step(topic: Topic, kind: &str, order: &str) -> OutRecord {
+        OutRecord::keyed(topic.name(), order, format!(r#"{{"type":"{kind}","data":{{"order_id":"{order}"}}}}"#).into_bytes())
+    }
+
+    /// Each order's steps are appended one append after another (so their append times never
+    /// go back). `o-0` came before the mark, `o-2` lacks its decision, and `o-3` is not among
+    /// the paid: only `o-1` counts.
+    #[tokio::test]
+    async fn hops_are_measured_per_paid_order_from_the_records_since_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir.path()).unwrap());
+        for topic in TOPICS {
+            log.ensure_topic(&TopicSpec::new(topic.name(), 2)).await.unwrap();
+        }
+        // Before the mark: not this run's.
+        for (kind, topic) in STEPS {
+            log.append(vec![step(topic, kind, "o-0")]).await.unwrap();
+        }
+        let from = mark(log.as_ref()).await.unwrap();
+        for order in ["o-1", "o-2", "o-3"] {
+            for (kind, topic) in STEPS {
+                if order == "o-2" && kind == "order.confirmed" {
+                    continue;
+                }
+                // Two holds for one order: the later one counts.
+                let times = if kind == "stock.hold_requested" { 2 } else { 1 };
+                for _ in 0..times {
+                    log.append(vec![step(topic, kind, order)]).await.unwrap();
+                }
+            }
+        }
+        let answered = wall_us() + 1_000;
+        let paid: Vec<(String, i64, i64)> = ["o-0", "o-1", "o-2"].iter().map(|o| ((*o).to_owned(), 0, answered)).collect();
+
+        let timeline = measure(log.as_ref(), from, &paid).await.unwrap();
+        assert_eq!(timeline.hops.len(), STEPS.len());
+        assert_eq!(timeline.hops[0].0, "order.placed → stock.hold_requested");
+        assert_eq!(timeline.hops[STEPS.len() - 1].0, "order.confirmed → answer");
+        for (name, stat) in &timeline.hops {
+            assert_eq!(stat.count, 1, "{name}: only o-1 has every step since the mark");
+            assert!(stat.p50_ms.unwrap() >= 0.0, "{name}: steps in order give no negative hop");
+        }
+    }
+
+    fn wall_us() -> i64 {
+        super::super::load::wall_us()
+    }
+}
