@@ -5,7 +5,7 @@
 
 use differential_dataflow::input::InputSession;
 use differential_dataflow::VecCollection;
-use shopflow_events::{Envelope, Id};
+use shopflow_events::Id;
 use timely::dataflow::Scope;
 use timely::progress::Timestamp;
 
@@ -27,7 +27,7 @@ macro_rules! base_collections {
             $( $(#[$doc])* pub $field: Vec<($data, isize)>, )*
             // Windowed: (row, when it leaves the window, difference), differential's update order.
             $( $(#[$wdoc])* pub $wfield: Vec<($wdata, i64, isize)>, )*
-            pub decisions: Vec<Envelope>,
+            pub decisions: Vec<crate::state::Decision>,
         }
 
         impl Changes {

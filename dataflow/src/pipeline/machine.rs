@@ -87,7 +87,7 @@ impl StateMachine {
             apply_record(record, &mut self.states, &fold, changes, side);
         }
         for decision in changes.decisions.drain(..) {
-            side.push(OutRecord::of(&decision));
+            side.push(decision.record());
         }
     }
 

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use shopflow_events::Envelope;
 
 pub use crate::base::Changes;
+pub use fold::Decision;
 use crate::jobs::weights::InteractionWeights;
 use crate::views::RequestRow;
 pub use accounts::AccountsState;
