@@ -381,6 +381,23 @@ impl Envelope {
         serde_json::to_vec(self).expect("envelopes always serialise")
     }
 
+    /// [`to_json`](Self::to_json) for an envelope whose event is serialised already
+    /// (`event_json`, as `serde_json::to_vec(&self.event)` writes it): the same bytes, without
+    /// serialising the event again. The derive writes the fixed fields, then the flattened
+    /// event's two (`type`, `data`), which are the event's own JSON without its opening brace.
+    pub fn to_json_with(&self, event_json: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut json = Vec::with_capacity(event_json.len() + 72);
+        write!(json, r#"{{"v":{},"id":"{}","ts":{},"#, self.v, self.id, self.ts).expect("writes to a Vec");
+        if let Some(request) = &self.request {
+            json.extend_from_slice(br#""request":"#);
+            serde_json::to_writer(&mut json, request).expect("strings serialise");
+            json.push(b',');
+        }
+        json.extend_from_slice(event_json.strip_prefix(b"{").expect("an event serialises as a JSON object"));
+        json
+    }
+
     /// Decodes and validates one record. The error says why, for the dead-letter topic.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let envelope: Envelope =

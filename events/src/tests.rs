@@ -149,3 +149,17 @@ fn an_order_is_checked_on_its_units_per_product_and_its_one_currency() {
     });
     assert_eq!(status.validate().unwrap_err().field, "status", "paid is the saga's to decide");
 }
+
+/// Consumers read the bytes, so the shortcut writes exactly what the derive writes: with and
+/// without a request fingerprint, escapes, non-ASCII and a negative time.
+#[test]
+fn json_from_a_serialised_event_has_the_derives_bytes() {
+    let mut event = product();
+    event.description = "a \"quoted\" line\nbreak \\ \u{1F600} \u{7}".into();
+    let plain = Envelope { ts: -1, ..Envelope::new(Event::ProductCreated(event)) };
+    let keyed = Envelope::idempotent(plain.event.clone(), plain.id, "fp \"1\"\n".into());
+    for envelope in [plain, keyed] {
+        let event_json = serde_json::to_vec(&envelope.event).unwrap();
+        assert_eq!(String::from_utf8(envelope.to_json_with(&event_json)).unwrap(), String::from_utf8(envelope.to_json()).unwrap());
+    }
+}

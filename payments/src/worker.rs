@@ -63,6 +63,16 @@ impl WorkerProgress {
     pub fn outcomes(&self) -> u64 {
         self.charges_succeeded + self.charges_failed + self.refunds + self.refunds_failed
     }
+
+    /// Adds a later flush's counts and commits.
+    fn add(&mut self, later: WorkerProgress) {
+        self.charges_succeeded += later.charges_succeeded;
+        self.charges_failed += later.charges_failed;
+        self.refunds += later.refunds;
+        self.refunds_failed += later.refunds_failed;
+        self.skipped += later.skipped;
+        self.committed.extend(later.committed);
+    }
 }
 
 /// One record, done.
@@ -130,7 +140,7 @@ impl PaymentWorker {
         // while. (The loop used to wait for each flush: two durable writes in a row during
         // which no charge started, which held the worker to about `concurrency` charges per
         // round trip: ~1,500 orders/s answered over HTTP at 2,000/s offered.)
-        let mut flushes: FuturesOrdered<tokio::task::JoinHandle<Result<Flushed, PaymentsError>>> = FuturesOrdered::new();
+        let mut flushes: FuturesOrdered<tokio::task::JoinHandle<Result<WorkerProgress, PaymentsError>>> = FuturesOrdered::new();
         // The flush whose append is under way: the next one starts once it is durable.
         let mut appending: Option<oneshot::Receiver<()>> = None;
         // The newest flush's commit, which the next flush's commit waits for.
@@ -185,7 +195,7 @@ impl PaymentWorker {
                 Some(flushed) = flushes.next(), if !flushes.is_empty() => {
                     match flushed {
                         Ok(Ok(flushed)) => {
-                            flushed.add_to(&mut progress);
+                            progress.add(flushed);
                             self.progress.send_replace(progress.clone());
                         }
                         Ok(Err(e)) => break Err(e),
@@ -211,7 +221,7 @@ impl PaymentWorker {
         drop(in_flight);
         while let Some(flushed) = flushes.next().await {
             if let Ok(Ok(flushed)) = flushed {
-                flushed.add_to(&mut progress);
+                progress.add(flushed);
                 self.progress.send_replace(progress.clone());
             }
         }
@@ -219,23 +229,6 @@ impl PaymentWorker {
         outcome?;
         tracing::info!(outcomes = progress.outcomes(), skipped = progress.skipped, committed = ?progress.committed, "payment worker stopped");
         Ok(progress)
-    }
-}
-
-/// What one flush did: its counts, with the offsets it committed (none if the commit failed).
-struct Flushed {
-    counts: WorkerProgress,
-}
-
-impl Flushed {
-    fn add_to(self, progress: &mut WorkerProgress) {
-        let c = self.counts;
-        progress.charges_succeeded += c.charges_succeeded;
-        progress.charges_failed += c.charges_failed;
-        progress.refunds += c.refunds;
-        progress.refunds_failed += c.refunds_failed;
-        progress.skipped += c.skipped;
-        progress.committed.extend(c.committed);
     }
 }
 
@@ -255,7 +248,8 @@ struct Flusher {
 impl Flusher {
     /// Appends the outcomes of a done prefix of records (until durable, retrying while the log
     /// is unavailable), then commits past them. Stops at the first interrupted record.
-    async fn flush(mut self, done: Vec<Handled>) -> Result<Flushed, PaymentsError> {
+    /// Returns what it did: its counts, with the offsets it committed (none if the commit failed).
+    async fn flush(mut self, done: Vec<Handled>) -> Result<WorkerProgress, PaymentsError> {
         let mut records = Vec::new();
         let mut next: BTreeMap<u32, u64> = BTreeMap::new();
         let mut counts = WorkerProgress::default();
@@ -290,7 +284,7 @@ impl Flusher {
         }
         if next.is_empty() {
             let _ = self.committed.send(());
-            return Ok(Flushed { counts });
+            return Ok(counts);
         }
         let positions: Vec<Position> = next.iter().map(|(p, o)| Position::new(Topic::Payments.name(), *p, *o)).collect();
         // A failed commit is not fatal: the next one covers it, and a restart in between only
@@ -300,7 +294,7 @@ impl Flusher {
             Err(e) => tracing::warn!(error = %e, "committing the worker's offsets failed; the next commit covers them"),
         }
         let _ = self.committed.send(());
-        Ok(Flushed { counts })
+        Ok(counts)
     }
 
     async fn append(&mut self, records: Vec<OutRecord>) -> Result<(), PaymentsError> {

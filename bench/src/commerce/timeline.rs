@@ -52,19 +52,14 @@ pub(crate) async fn mark(log: &dyn EventLog) -> anyhow::Result<Vec<Position>> {
 pub(crate) async fn measure(log: &dyn EventLog, from: Vec<Position>, paid: &[(String, i64, i64)]) -> anyhow::Result<Timeline> {
     let wanted: HashMap<&str, i64> = paid.iter().map(|(id, _, answered)| (id.as_str(), *answered)).collect();
     let reader = log.reader(&from)?;
-    let ends = {
-        let mut ends = BTreeMap::new();
-        for topic in TOPICS {
-            for (partition, end) in log.end_offsets(topic.name()).await?.into_iter().enumerate() {
-                ends.insert((topic.name().to_owned(), partition as u32), end);
-            }
-        }
-        ends
-    };
+    let ends: HashMap<(String, u32), u64> = mark(log).await?.into_iter().map(|p| ((p.topic, p.partition), p.offset)).collect();
     // Partitions with nothing appended since `from` are not waited for.
     let ends: BTreeMap<(String, u32), u64> = from
-        .iter()
-        .filter_map(|p| ends.get(&(p.topic.to_string(), p.partition)).filter(|end| **end > p.offset).map(|end| ((p.topic.to_string(), p.partition), *end)))
+        .into_iter()
+        .filter_map(|p| {
+            let key = (p.topic, p.partition);
+            ends.get(&key).copied().filter(|end| *end > p.offset).map(|end| (key, end))
+        })
         .collect();
     let owned: Vec<String> = wanted.keys().map(|k| (*k).to_owned()).collect();
     // The reader blocks: read on a thread of the blocking pool.

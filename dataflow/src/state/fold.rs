@@ -75,16 +75,10 @@ impl std::ops::Deref for Decision {
 }
 
 impl Decision {
-    /// The record `OutRecord::of` would make of the envelope, with the same bytes: the
-    /// envelope's JSON is its fixed fields followed by the flattened event's two (a decision
-    /// has no `request`), which is the event's own JSON without its opening brace.
+    /// The record `OutRecord::of` would make of the envelope, with the same bytes.
     pub fn record(&self) -> shopflow_ingest::OutRecord {
-        use std::io::Write;
         let e = &self.envelope;
-        let mut json = Vec::with_capacity(self.event_json.len() + 72);
-        write!(json, r#"{{"v":{},"id":"{}","ts":{},"#, e.v, e.id, e.ts).expect("writes to a Vec");
-        json.extend_from_slice(&self.event_json[1..]);
-        shopflow_ingest::OutRecord::keyed(e.topic().name(), e.key().as_str(), json)
+        shopflow_ingest::OutRecord::keyed(e.topic().name(), e.key().as_str(), e.to_json_with(&self.event_json))
     }
 }
 
